@@ -1,0 +1,57 @@
+"""Datasets: embedded data, splits, tokenisation and clear errors."""
+import numpy as np
+import pytest
+
+from tf_ardm.data import datasets
+from tf_ardm.data import text
+from tf_ardm.errors import UserError
+
+
+def test_digits_split():
+  data = datasets.load("digits")
+  assert data.shape == (8, 8, 1) and data.num_classes == 17
+  assert len(data.splits["train"]) == 1437 and len(data.splits["test"]) == 360
+  for x in data.splits.values():
+    assert x.dtype == np.int32 and x.min() >= 0 and x.max() <= 16
+
+
+def test_text8_tokenisation():
+  """Spec §11.19."""
+  np.testing.assert_array_equal(text.encode("a z"), [2, 1, 27])
+  assert text.normalize("Hello,  World!\n2x") == "hello world x"
+  assert text.decode([2, 1, 27, 28]) == "a z_"
+
+
+def test_embedded_text_splits_by_offset():
+  data = datasets.load("text", seq_len=100)
+  sizes = {k: v.size for k, v in data.splits.items()}
+  total = sum(sizes.values())
+  assert abs(sizes["train"] / total - 0.9) < 0.01
+  assert data.shape == (100, 1) and data.num_classes == 28
+  assert data.splits["train"].min() >= 1 and data.splits["train"].max() <= 27
+
+
+def test_missing_files_give_clear_errors(tmp_path):
+  with pytest.raises(UserError, match="text8.zip"):
+    datasets.load("text8", str(tmp_path))
+  with pytest.raises(UserError, match="tfds build cifar10"):
+    datasets.load("cifar10", str(tmp_path))
+  with pytest.raises(UserError, match="does not exist"):
+    datasets.load("cifar10", str(tmp_path / "c.npz"))
+  with pytest.raises(UserError, match="unknown dataset"):
+    datasets.load("mnist")
+
+
+def test_text8_and_cifar_npz_load_from_disk(tmp_path):
+  (tmp_path / "text8").write_text(" the quick brown fox" * 200)
+  data = datasets.load("text8", str(tmp_path), seq_len=50)
+  assert data.kind == "text" and data.splits["test"].shape[1:] == (50, 1)
+  path = tmp_path / "c.npz"
+  np.savez(path, x_train=np.zeros([4, 32, 32, 3], np.uint8),
+           x_test=np.ones([2, 32, 32, 3], np.uint8))
+  data = datasets.load("cifar10", str(path))
+  assert data.splits["test"].shape == (2, 32, 32, 3) and data.num_classes == 256
+  bad = tmp_path / "bad.npz"
+  np.savez(bad, x_train=np.zeros([4, 8, 8, 1], np.uint8), x_test=np.zeros([1, 8, 8, 1]))
+  with pytest.raises(UserError, match="expected"):
+    datasets.load("cifar10", str(bad))

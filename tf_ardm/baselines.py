@@ -1,0 +1,448 @@
+"""Classic lossless-compression baselines, in bits per dimension.
+
+Our model's bits/dim are compared against these. Every `*_per_image`,
+`*_tiled` and `general_purpose` function takes
+
+  x: integer array [N, H, W, C] (images, values in [0, K)) or [N, L, 1]
+     (text8 token ids, 1 = ' ', 2 = 'a', ..., 27 = 'z'),
+  num_classes: K,
+
+and returns bits/dim as a float:
+
+  bits/dim = 8 * (total container bytes) / (N * prod(x.shape[1:])),
+
+with every byte of the container counted (PNG chunks and headers, the WebP
+RIFF header, gzip/xz/zstd framing, ...). Where a baseline cannot be computed,
+it returns None instead of a number:
+
+  * the codec's tool or library is missing: WebP when Pillow was built without
+    it (`PIL.features.check('webp')`), JPEG-XL when `cjxl` is not on PATH,
+    brotli / zstd when the pip packages `brotli` / `zstandard` are missing;
+  * the data does not fit the image format: K > 256 (the image codecs get the
+    values as 8-bit samples, written as-is, not rescaled), C not 1 or 3, or an
+    image wider or taller than WebP's 16383-pixel limit.
+
+Sequences [N, L, C] go to the image codecs as 1 x L images. "Tiled" variants
+put the whole set into one near-square mosaic (ceil(sqrt(N)) columns, padding
+tiles all zeros) and encode it as one file; the padding is not counted in the
+denominator, which is always the real N * dims.
+"""
+import bz2
+import gzip
+import io
+import lzma
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+from PIL import Image
+from PIL import features as pil_features
+
+from tf_ardm.errors import UserError, check
+
+try:  # Optional: pip package `brotli`.
+  import brotli as _brotli
+except ImportError:  # pragma: no cover - depends on the environment.
+  _brotli = None
+
+try:  # Optional: pip package `zstandard`.
+  import zstandard as _zstd
+except ImportError:  # pragma: no cover - depends on the environment.
+  _zstd = None
+
+CODECS = ("gzip", "bz2", "xz", "brotli", "zstd")
+ZSTD_LEVEL = 22  # zstd's maximum ("ultra") level.
+_XZ_DICT_SIZE = 64 << 20  # preset 9's dictionary.
+WEBP_MAX_SIDE = 16383
+# text8 alphabet: id 0 is unused ('?'), 1 = ' ', 2 = 'a', ..., 27 = 'z'.
+TEXT_CHARS = "? abcdefghijklmnopqrstuvwxyz"
+_TEXT_TABLE = np.frombuffer(TEXT_CHARS.encode("ascii"), np.uint8)
+
+
+# ----------------------------------------------------------------- helpers ---
+
+
+def _validate(x, num_classes):
+  """Returns `x` as an int64 array after checking its shape and values."""
+  x = np.asarray(x)
+  check(x.ndim in (3, 4),
+        "expected x of shape [N, H, W, C] or [N, L, C], got shape %s",
+        x.shape)
+  check(x.shape[0] > 0 and x.size > 0, "x is empty (shape %s)", x.shape)
+  check(int(num_classes) >= 1, "num_classes must be >= 1, got %s",
+        num_classes)
+  if not np.issubdtype(x.dtype, np.integer):
+    check(np.all(np.isfinite(x)) and np.all(x == np.round(x)),
+          "x must hold integer values")
+  x = x.astype(np.int64)
+  check(x.min() >= 0 and x.max() < num_classes,
+        "x values must lie in [0, %d), got [%d, %d]", num_classes,
+        x.min(), x.max())
+  return x
+
+
+def _dims(x):
+  return int(np.prod(x.shape[1:]))
+
+
+def _bits_per_dim(total_bytes, x):
+  return 8.0 * total_bytes / (x.shape[0] * _dims(x))
+
+
+def _as_images(x):
+  """[N, H, W, C] stays; a sequence [N, L, C] becomes [N, 1, L, C]."""
+  return x if x.ndim == 4 else x[:, None]
+
+
+def _image_ok(x, num_classes):
+  """Whether the 8-bit 'L'/'RGB' image codecs apply to this data."""
+  return num_classes <= 256 and x.shape[-1] in (1, 3)
+
+
+def is_text(x, num_classes):
+  """Whether `x` is a text8 token sequence: shape [N, L, 1], K <= 28."""
+  return np.ndim(x) == 3 and np.shape(x)[-1] == 1 and num_classes <= 28
+
+
+def tile(x):
+  """Tiles images [N, H, W, C] into one mosaic [rows*H, cols*W, C].
+
+  cols = ceil(sqrt(N)), rows = ceil(N / cols); datapoint i sits in row
+  i // cols, column i % cols; unused tiles are zeros. Sequences [N, L, C] are
+  tiled as 1 x L images.
+  """
+  x = _as_images(np.asarray(x))
+  n, h, w, c = x.shape
+  cols = int(math.ceil(math.sqrt(n)))
+  rows = int(math.ceil(n / cols))
+  grid = np.zeros((rows * cols, h, w, c), x.dtype)
+  grid[:n] = x
+  grid = grid.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)
+  return grid.reshape(rows * h, cols * w, c)
+
+
+def _to_pil(image):
+  """[H, W, 1] or [H, W, 3] values in [0, 256) -> PIL 'L' or 'RGB' image."""
+  image = np.ascontiguousarray(image, dtype=np.uint8)
+  if image.shape[-1] == 1:
+    return Image.fromarray(image[..., 0])  # mode 'L'
+  return Image.fromarray(image)  # mode 'RGB'
+
+
+def encode_png(image):
+  """PNG bytes of one image [H, W, C] (C in 1, 3; values < 256, as-is)."""
+  buf = io.BytesIO()
+  _to_pil(image).save(buf, format="PNG", optimize=True, compress_level=9)
+  return buf.getvalue()
+
+
+def webp_available():
+  """Whether this Pillow can write WebP."""
+  return bool(pil_features.check("webp"))
+
+
+def encode_webp(image):
+  """Lossless WebP bytes of one image [H, W, C] (C in 1, 3; values < 256).
+
+  Pillow stores a grey ('L') image as RGB with R = G = B; decode with
+  `decode_image(data, channels=1)` to get one channel back.
+  """
+  buf = io.BytesIO()
+  _to_pil(image).save(buf, format="WEBP", lossless=True, quality=100,
+                      method=6, exact=True)
+  return buf.getvalue()
+
+
+def decode_image(data, channels):
+  """Decodes PNG/WebP `data` to a uint8 array [H, W, channels]."""
+  with Image.open(io.BytesIO(data)) as im:
+    im = im.convert("L" if channels == 1 else "RGB")
+    out = np.asarray(im)
+  return out[..., None] if channels == 1 else out
+
+
+def _webp_fits(image):
+  return image.shape[0] <= WEBP_MAX_SIDE and image.shape[1] <= WEBP_MAX_SIDE
+
+
+# ------------------------------------------------------------ the baselines ---
+
+
+def bit_depth(num_classes):
+  """Bits per value of a fixed-width code, ceil(log2 K), as a float.
+
+  This is the bits/dim of storing the data uncompressed at minimal width.
+  """
+  check(int(num_classes) >= 1, "num_classes must be >= 1, got %s",
+        num_classes)
+  return float((int(num_classes) - 1).bit_length())
+
+
+def png_per_image(x, num_classes):
+  """Each datapoint as its own PNG (optimize, level 9); mean bits/dim.
+
+  x: [N, H, W, C] or [N, L, C] ints in [0, K). 'L' for C = 1, 'RGB' for
+  C = 3. None if K > 256 or C not in (1, 3).
+  """
+  x = _validate(x, num_classes)
+  if not _image_ok(x, num_classes):
+    return None
+  total = sum(len(encode_png(im)) for im in _as_images(x))
+  return _bits_per_dim(total, x)
+
+
+def png_tiled(x, num_classes):
+  """The whole set as one PNG mosaic (see `tile`); bits/dim over real N."""
+  x = _validate(x, num_classes)
+  if not _image_ok(x, num_classes):
+    return None
+  return _bits_per_dim(len(encode_png(tile(x))), x)
+
+
+def webp_per_image(x, num_classes):
+  """Each datapoint as its own lossless WebP (quality 100, method 6).
+
+  Returns mean bits/dim, or None when Pillow lacks WebP support, K > 256,
+  C not in (1, 3), or an image side exceeds 16383.
+  """
+  x = _validate(x, num_classes)
+  images = _as_images(x)
+  if (not webp_available() or not _image_ok(x, num_classes)
+      or not _webp_fits(images[0])):
+    return None
+  total = sum(len(encode_webp(im)) for im in images)
+  return _bits_per_dim(total, x)
+
+
+def webp_tiled(x, num_classes):
+  """The whole set as one lossless WebP mosaic; None as `webp_per_image`."""
+  x = _validate(x, num_classes)
+  if not webp_available() or not _image_ok(x, num_classes):
+    return None
+  mosaic = tile(x)
+  if not _webp_fits(mosaic):
+    return None
+  return _bits_per_dim(len(encode_webp(mosaic)), x)
+
+
+def _cjxl():
+  return shutil.which("cjxl")
+
+
+def _jxl_sizes(images):
+  """Byte sizes of `cjxl -d 0 -e 9` (lossless) on each image [H, W, C]."""
+  exe = _cjxl()
+  sizes = []
+  with tempfile.TemporaryDirectory(prefix="tf_ardm_jxl_") as tmp:
+    src = os.path.join(tmp, "in.png")
+    dst = os.path.join(tmp, "out.jxl")
+    for image in images:
+      _to_pil(image).save(src, format="PNG", compress_level=1)
+      if os.path.exists(dst):
+        os.remove(dst)
+      proc = subprocess.run([exe, src, dst, "-d", "0", "-e", "9"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            check=False)
+      if proc.returncode != 0 or not os.path.exists(dst):
+        raise RuntimeError(
+            f"cjxl failed (exit {proc.returncode}): "
+            f"{proc.stderr.decode(errors='replace').strip()}")
+      sizes.append(os.path.getsize(dst))
+  return sizes
+
+
+def jxl_per_image(x, num_classes):
+  """Each datapoint as lossless JPEG-XL via the `cjxl` tool (-d 0 -e 9).
+
+  One cjxl process per datapoint, so slow on big sets. None when `cjxl` is
+  not on PATH, K > 256 or C not in (1, 3).
+  """
+  x = _validate(x, num_classes)
+  if _cjxl() is None or not _image_ok(x, num_classes):
+    return None
+  return _bits_per_dim(sum(_jxl_sizes(_as_images(x))), x)
+
+
+def jxl_tiled(x, num_classes):
+  """The whole set as one lossless JPEG-XL mosaic; None as `jxl_per_image`."""
+  x = _validate(x, num_classes)
+  if _cjxl() is None or not _image_ok(x, num_classes):
+    return None
+  return _bits_per_dim(sum(_jxl_sizes([tile(x)])), x)
+
+
+def raw_bytes(x, num_classes):
+  """Byte serialization fed to the general-purpose compressors (bytes).
+
+  Text ([N, L, 1], K <= 28): one ASCII character per token, ' ' and 'a'..'z'
+  (the unused id 0 becomes '?'), datapoints concatenated without separators,
+  so the compressors see real text. Anything else: the values in C order,
+  one byte each (uint8) for K <= 256, two bytes (little-endian uint16) for
+  K <= 65536. Returns `bytes` (not bits/dim).
+  """
+  x = _validate(x, num_classes)
+  if is_text(x, num_classes):
+    return _TEXT_TABLE[x.reshape(-1)].tobytes()
+  check(num_classes <= 65536, "num_classes %d > 65536 is not supported",
+        num_classes)
+  dtype = np.uint8 if num_classes <= 256 else np.dtype("<u2")
+  return x.astype(dtype).tobytes()
+
+
+def compress(data, codec):
+  """Compresses `data` (bytes) with `codec` at its maximum level.
+
+  gzip 9 (mtime 0), bz2 9, xz preset 9 | EXTREME (dictionary capped at
+  max(input size, 4 KiB); same output length as plain 9e, far less memory),
+  brotli quality 11 with the largest window (lgwin 24), zstd level 22.
+  Returns the full container bytes, or None when the codec's package
+  (brotli / zstandard) is missing.
+  """
+  if codec == "gzip":
+    return gzip.compress(data, compresslevel=9, mtime=0)
+  if codec == "bz2":
+    return bz2.compress(data, 9)
+  if codec == "xz":
+    # Preset 9e, with the dictionary shrunk to the input size (as the xz tool
+    # does for small inputs): a dictionary larger than the data cannot find
+    # more matches, and this avoids allocating ~670 MiB per call.
+    dict_size = min(max(len(data), 4096), _XZ_DICT_SIZE)
+    filters = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME,
+                "dict_size": dict_size}]
+    return lzma.compress(data, format=lzma.FORMAT_XZ, filters=filters)
+  if codec == "brotli":
+    if _brotli is None:
+      return None
+    return _brotli.compress(data, quality=11, lgwin=24)
+  if codec == "zstd":
+    if _zstd is None:
+      return None
+    return _zstd.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+  raise UserError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
+
+
+def decompress(data, codec):
+  """Inverse of `compress` (for tests)."""
+  if codec == "gzip":
+    return gzip.decompress(data)
+  if codec == "bz2":
+    return bz2.decompress(data)
+  if codec == "xz":
+    return lzma.decompress(data)
+  if codec == "brotli":
+    return _brotli.decompress(data)
+  if codec == "zstd":
+    return _zstd.ZstdDecompressor().decompress(data)
+  raise UserError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
+
+
+def codec_available(codec):
+  """Whether `compress` can run `codec` here."""
+  check(codec in CODECS, "unknown codec %r; choose from %s", codec,
+        ", ".join(CODECS))
+  return {"brotli": _brotli, "zstd": _zstd}.get(codec, True) is not None
+
+
+def general_purpose(x, num_classes, codec, per_datapoint):
+  """bits/dim of `codec` ('gzip', 'bz2', 'xz', 'brotli', 'zstd') on `raw_bytes`.
+
+  per_datapoint=True: every datapoint compressed on its own (container
+  overhead paid N times), mean bits/dim; False: the whole set as one stream.
+  None when the codec's package is missing.
+  """
+  x = _validate(x, num_classes)
+  if not codec_available(codec):
+    return None
+  if per_datapoint:
+    total = sum(len(compress(raw_bytes(xi[None], num_classes), codec))
+                for xi in x)
+  else:
+    total = len(compress(raw_bytes(x, num_classes), codec))
+  return _bits_per_dim(total, x)
+
+
+def histogram_model(train, test, num_classes):
+  """Test bits/dim of independent per-dimension categoricals fit on `train`.
+
+  For each position d (all of H, W, C, or L, C) p_d(v) = (count_d(v) + 1) /
+  (N_train + K): counts over `train` with add-one (Laplace) smoothing, so
+  values never seen in training still get finite cost. Returns the mean of
+  -log2 p_d(test[n, d]) over all test datapoints and positions.
+
+  train: [N_train, ...], test: [N_test, ...] with the same shape per
+  datapoint; ints in [0, K).
+  """
+  train = _validate(train, num_classes)
+  test = _validate(test, num_classes)
+  check(train.shape[1:] == test.shape[1:],
+        "train and test datapoints differ in shape: %s vs %s",
+        train.shape[1:], test.shape[1:])
+  k = int(num_classes)
+  d = _dims(train)
+  flat = train.reshape(train.shape[0], d)
+  counts = np.bincount((np.arange(d) * k + flat).reshape(-1),
+                       minlength=d * k).reshape(d, k)
+  log_p = np.log2(counts + 1.0) - np.log2(train.shape[0] + k)
+  test_flat = test.reshape(test.shape[0], d)
+  return float(-np.mean(log_p[np.arange(d), test_flat]))
+
+
+# ------------------------------------------------------------------ tables ---
+
+
+def table(x, num_classes, train=None):
+  """All baselines on `x`: a list of (name, bits/dim or None) rows.
+
+  The histogram row is fit on `train` and scored on `x`; it is None when
+  `train` is not given.
+  """
+  rows = [
+      ("uncompressed (bit depth)", bit_depth(num_classes)),
+      ("PNG per image", png_per_image(x, num_classes)),
+      ("PNG tiled", png_tiled(x, num_classes)),
+      ("WebP per image", webp_per_image(x, num_classes)),
+      ("WebP tiled", webp_tiled(x, num_classes)),
+      ("JPEG-XL per image", jxl_per_image(x, num_classes)),
+      ("JPEG-XL tiled", jxl_tiled(x, num_classes)),
+  ]
+  for codec in CODECS:
+    rows.append((f"{codec} per datapoint",
+                 general_purpose(x, num_classes, codec, per_datapoint=True)))
+    rows.append((f"{codec} whole set",
+                 general_purpose(x, num_classes, codec, per_datapoint=False)))
+  rows.append(("histogram model",
+               None if train is None
+               else histogram_model(train, x, num_classes)))
+  return rows
+
+
+def format_table(rows, reference=None):
+  """Renders (name, bits/dim or None) rows as an aligned text table.
+
+  With `reference` (bits/dim, e.g. our model's) a ratio column is added:
+  ratio = codec bits/dim / reference, so > 1 means the codec is worse.
+  Missing values print as 'n/a'.
+  """
+  header = ["method", "bits/dim"]
+  if reference is not None:
+    header.append(f"ratio vs {reference:.3f}")
+  body = []
+  for name, value in rows:
+    line = [str(name), "n/a" if value is None else f"{value:.3f}"]
+    if reference is not None:
+      line.append("n/a" if value is None or not reference
+                  else f"{value / reference:.2f}")
+    body.append(line)
+  widths = [max(len(r[i]) for r in [header] + body)
+            for i in range(len(header))]
+
+  def fmt(line):
+    cells = [line[0].ljust(widths[0])]
+    cells += [cell.rjust(w) for cell, w in zip(line[1:], widths[1:])]
+    return "  ".join(cells).rstrip()
+
+  rule = "  ".join("-" * w for w in widths)
+  return "\n".join([fmt(header), rule] + [fmt(line) for line in body])

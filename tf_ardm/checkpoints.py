@@ -1,0 +1,54 @@
+"""Saving and restoring trained models: config.json plus a TF checkpoint.
+
+A model directory holds `config.json` (the ModelConfig) and `model-*` files
+with the training network, the EMA network and the loss tracker.
+"""
+import json
+import os
+
+import tensorflow as tf
+
+from tf_ardm.config import ModelConfig
+from tf_ardm.errors import UserError
+from tf_ardm.models.ardm import OAARDM
+
+CONFIG = "config.json"
+
+
+def _checkpoint(model):
+  return tf.train.Checkpoint(network=model.network, ema_network=model.ema_network,
+                             loss_tracker=model.loss_tracker)
+
+
+def save(model, directory):
+  """Writes config.json and the weights of `model` into `directory`, atomically."""
+  tmp = directory.rstrip("/") + ".tmp"
+  tf.io.gfile.makedirs(tmp)
+  with open(os.path.join(tmp, CONFIG), "w") as f:
+    f.write(json.dumps({"model": json.loads(model.config.to_json()),
+                        "ema_decay": model.ema_decay}, indent=2))
+  _checkpoint(model).write(os.path.join(tmp, "model"))
+  if tf.io.gfile.exists(directory):
+    tf.io.gfile.rmtree(directory)
+  os.replace(tmp, directory)
+
+
+def restore(directory):
+  """Rebuilds the model saved in `directory` (OAARDM with restored weights)."""
+  path = os.path.join(directory, CONFIG)
+  if not os.path.isfile(path):
+    raise UserError(f"no trained model in {directory} (missing {CONFIG}); "
+                    "train one with python -m tf_ardm.train")
+  try:
+    with open(path) as f:
+      meta = json.load(f)
+    config = ModelConfig(**meta["model"])
+  except (ValueError, KeyError, TypeError) as e:
+    raise UserError(f"{path} is corrupt: {e}") from e
+  model = OAARDM(config, ema_decay=meta.get("ema_decay", 0.9999))
+  try:
+    _checkpoint(model).read(os.path.join(directory, "model")).assert_consumed()
+  except (tf.errors.OpError, AssertionError, ValueError) as e:
+    raise UserError(f"cannot restore the weights in {directory}: "
+                    f"{str(e).splitlines()[0]}") from e
+  return model

@@ -1,0 +1,59 @@
+"""The model configuration: everything needed to rebuild a trained model.
+
+It is stored as JSON next to checkpoints and inside exports, so that
+`evaluate`, `sample` and `export` rebuild exactly the trained architecture.
+"""
+import dataclasses
+import json
+import math
+
+from tf_ardm.errors import UserError
+
+
+@dataclasses.dataclass
+class ModelConfig:
+  """Data description, network choice and objective settings.
+
+  Attributes:
+    dataset: registry name of the training data.
+    kind: 'image' or 'text'.
+    shape: data shape without batch, e.g. [8, 8, 1] or [250, 1].
+    num_classes: K, data values lie in [0, K).
+    network: 'unet' or 'transformer'.
+    network_kwargs: keyword arguments of the network constructor.
+    ce_weight: weight of the cross-entropy auxiliary term.
+    sigma_seed: seed of the fixed order used for exact likelihoods and coding.
+  """
+  dataset: str
+  kind: str
+  shape: list
+  num_classes: int
+  network: str
+  network_kwargs: dict
+  ce_weight: float = 0.0
+  sigma_seed: int = 0
+
+  @property
+  def num_steps(self):
+    """D, the number of generation steps (one per data dimension)."""
+    return int(math.prod(self.shape))
+
+  @property
+  def absorbing(self):
+    """Absorbing state (spec §3.3): K//2 for images, the new class K for text."""
+    return self.num_classes // 2 if self.kind == "image" else self.num_classes
+
+  @property
+  def input_classes(self):
+    """Network input vocabulary: K+1 if the absorbing state is a new class."""
+    return self.num_classes + int(self.absorbing == self.num_classes)
+
+  def to_json(self):
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text):
+    try:
+      return cls(**json.loads(text))
+    except (TypeError, ValueError) as e:
+      raise UserError(f"invalid model config: {e}") from e

@@ -1,0 +1,1 @@
+"""Datasets (int32 arrays and tf.data pipelines)."""

@@ -1,0 +1,48 @@
+"""tf.data pipelines over in-memory int32 datasets."""
+import tensorflow as tf
+
+
+def _augment_image(x, seed):
+  """Random horizontal flip (p = 0.5), then a random k*90 degree rotation."""
+  seeds = tf.random.experimental.stateless_split(seed, 2)
+  flip = tf.random.stateless_uniform([], seeds[0]) < 0.5
+  x = tf.cond(flip, lambda: tf.reverse(x, axis=[1]), lambda: x)
+  k = tf.random.stateless_uniform([], seeds[1], 0, 4, dtype=tf.int32)
+  return tf.image.rot90(x, k)
+
+
+def _text_crops(chunks, seed):
+  """Random seq_len crops of 4*seq_len blocks (spec §9.2)."""
+  seq_len = chunks.shape[1]
+  stream = chunks.reshape(-1)
+  block = 4 * seq_len
+  blocks = stream[:len(stream) // block * block].reshape(-1, block)
+  ds = tf.data.Dataset.from_tensor_slices(blocks)
+  ds = ds.shuffle(len(blocks), seed=seed, reshuffle_each_iteration=True).repeat()
+  def crop(b, index):
+    start = tf.random.stateless_uniform([], [seed, index], 0, block - seq_len + 1,
+                                        dtype=tf.int64)
+    return b[start:start + seq_len][:, None]
+  return ds.enumerate().map(lambda i, b: crop(b, i),
+                            num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def train_dataset(data, batch_size, seed=0, augment=False):
+  """Infinite shuffled batches int32 [batch_size, *shape], prefetched."""
+  x = data.splits["train"]
+  if data.kind == "text" and len(x) >= 8:
+    ds = _text_crops(x, seed)
+  else:
+    ds = tf.data.Dataset.from_tensor_slices(x)
+    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
+    if augment:
+      ds = ds.enumerate().map(lambda i, v: _augment_image(v, [seed, i]),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(batch_size, drop_remainder=True)
+  return ds.map(lambda v: tf.cast(v, tf.int32)).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(x, batch_size):
+  """One in-order pass over x (remainder kept), prefetched."""
+  ds = tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
+  return ds.map(lambda v: tf.cast(v, tf.int32)).prefetch(tf.data.AUTOTUNE)

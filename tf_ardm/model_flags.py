@@ -1,0 +1,61 @@
+"""Flags that describe the data and the model, shared by every command.
+
+Validators only check values; they never touch the file system.
+"""
+from absl import flags
+
+from tf_ardm.config import ModelConfig
+from tf_ardm.data import datasets
+
+flags.DEFINE_enum("dataset", "digits", datasets.NAMES, "Dataset to use.")
+flags.DEFINE_string("data_dir", None,
+                    "Directory (or file) holding the data of non-embedded "
+                    "datasets: text8/text8.zip, a tfds data_dir or a .npz.")
+flags.DEFINE_integer("seq_len", 250, "Text chunk length (characters).", lower_bound=2)
+flags.DEFINE_float("ce_weight", 0.001, "Weight of the cross-entropy auxiliary term.",
+                   lower_bound=0.0)
+flags.DEFINE_integer("sigma_seed", 0, "Seed of the fixed order used for exact "
+                     "likelihoods and coding.", lower_bound=0)
+# Image U-Net (spec §7.1-7.2).
+flags.DEFINE_integer("channels", 256, "U-Net channels.", lower_bound=8)
+flags.DEFINE_integer("num_res_blocks", 32, "ResBlocks on each side of the U-Net.",
+                     lower_bound=0)
+flags.DEFINE_bool("attention_every_block", False,
+                  "Self-attention after every ResBlock (the released config); "
+                  "the middle attention block is always present.")
+flags.DEFINE_integer("num_heads", 1, "Attention heads.", lower_bound=1)
+flags.DEFINE_float("dropout", 0.0, "Dropout rate.", lower_bound=0.0, upper_bound=0.9)
+# Text Transformer (spec §7.3).
+flags.DEFINE_integer("num_layers", 12, "Transformer layers.", lower_bound=1)
+flags.DEFINE_integer("dim", 768, "Transformer width.", lower_bound=8)
+flags.DEFINE_integer("mlp_dim", 3072, "Transformer MLP width.", lower_bound=8)
+
+flags.register_validator("channels", lambda c: c % 4 == 0,
+                         "--channels must be a multiple of 4")
+flags.register_multi_flags_validator(
+    ["dim", "num_heads"], lambda f: f["dim"] % f["num_heads"] == 0,
+    "--dim must be a multiple of --num_heads")
+
+FLAGS = flags.FLAGS
+
+
+def load_data():
+  """Loads the dataset named by the flags."""
+  return datasets.load(FLAGS.dataset, FLAGS.data_dir, FLAGS.seq_len)
+
+
+def config_from_flags(data):
+  """A ModelConfig for `data` with the network sized by the flags."""
+  if data.kind == "image":
+    network, kwargs = "unet", dict(
+        channels=FLAGS.channels, num_res_blocks=FLAGS.num_res_blocks,
+        attention_every_block=FLAGS.attention_every_block,
+        num_heads=FLAGS.num_heads, dropout=FLAGS.dropout)
+  else:
+    network, kwargs = "transformer", dict(
+        num_layers=FLAGS.num_layers, dim=FLAGS.dim, num_heads=FLAGS.num_heads,
+        mlp_dim=FLAGS.mlp_dim, dropout=FLAGS.dropout)
+  return ModelConfig(dataset=data.name, kind=data.kind, shape=list(data.shape),
+                     num_classes=data.num_classes, network=network,
+                     network_kwargs=kwargs, ce_weight=FLAGS.ce_weight,
+                     sigma_seed=FLAGS.sigma_seed)

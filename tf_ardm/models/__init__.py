@@ -1,0 +1,1 @@
+"""Objectives: the ARDM model classes own training and likelihood."""

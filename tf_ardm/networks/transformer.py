@@ -1,0 +1,60 @@
+"""The non-causal text Transformer (spec §7.3).
+
+Pre-LayerNorm encoder blocks with bias-free q/k/v/out projections, tanh-GELU
+MLPs and fixed sinusoidal positions. It sees neither t nor the mask: the
+absorbing token (id K, so the input vocabulary is K+1) carries that.
+"""
+import tensorflow as tf
+
+from tf_ardm.networks import layers
+
+
+def _dense(units, use_bias=True):
+  return tf.keras.layers.Dense(
+      units, use_bias=use_bias, kernel_initializer="glorot_uniform",
+      bias_initializer=tf.keras.initializers.RandomNormal(stddev=1e-6))
+
+
+class TransformerBlock(tf.keras.layers.Layer):
+  """y = x + Attn(LN(x)); out = y + MLP(LN(y))."""
+
+  def __init__(self, dim, num_heads, mlp_dim, dropout, **kwargs):
+    super().__init__(**kwargs)
+    self.norm1 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+    self.attention = tf.keras.layers.MultiHeadAttention(
+        num_heads, dim // num_heads, use_bias=False,
+        kernel_initializer="glorot_uniform", dropout=dropout)
+    self.norm2 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+    self.mlp_in = _dense(mlp_dim)
+    self.mlp_out = _dense(dim)
+    self.dropout = tf.keras.layers.Dropout(dropout)
+
+  def call(self, x, training=False):
+    h = self.norm1(x)
+    y = x + self.dropout(self.attention(h, h, training=training), training=training)
+    z = tf.nn.gelu(self.mlp_in(self.norm2(y)), approximate=True)
+    z = self.mlp_out(self.dropout(z, training=training))
+    return y + self.dropout(z, training=training)
+
+
+class Transformer(tf.keras.layers.Layer):
+  """(x_in int32 [B,L,1], t, mask) -> logits float32 [B,L,1,K]; t, mask unused."""
+
+  def __init__(self, seq_len, num_classes_in, num_classes_out, num_layers=12,
+               dim=768, num_heads=12, mlp_dim=3072, dropout=0.0, **kwargs):
+    super().__init__(**kwargs)
+    self.embed = tf.keras.layers.Embedding(
+        num_classes_in, dim,
+        embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=1.0))
+    self.positions = layers.sinusoid(tf.range(seq_len), dim)
+    self.blocks = [TransformerBlock(dim, num_heads, mlp_dim, dropout)
+                   for _ in range(num_layers)]
+    self.norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+    self.logits = _dense(num_classes_out)
+
+  def call(self, x_in, t, mask, training=False):
+    del t, mask  # The absorbing token marks the unknown positions.
+    h = self.embed(x_in[..., 0]) + self.positions
+    for block in self.blocks:
+      h = block(h, training=training)
+    return self.logits(self.norm(h))[:, :, None, :]

@@ -1,0 +1,167 @@
+"""The servable SavedModel of a trained model's EMA weights (pure TF ops).
+
+Signatures (x int32 [B, *shape] with values in [0, K); budget int32 scalar in
+[1, D]; seed int32 scalar):
+  log_prob(x, budget) -> bits_per_dim float32 [B] (also serving_default): the
+      exact code length -log2 p(x | sigma, policy) / D under the model's fixed
+      order and the optimal policy for `budget` (budget D: the exact
+      fixed-order NLL).
+  elbo(x, policy int32 [k], seed) -> elbo_bpd float32 [B]: the unbiased
+      one-call ELBO estimate of the parallel model with `policy` (<= 0);
+      policy arange(D) gives the ordinary ELBO.
+  step_loss(x, t int32 [B], seed) -> loss_bpd float32 [B]: the one-step loss
+      component at t (held-out loss-component estimates).
+  sample(num, budget, seed) -> samples int32 [num, *shape].
+  infill(x, known int32 [B, *shape], budget, seed) -> samples int32 [B, *shape]
+      (known positions kept bit for bit), conditional_bits float32 [B]
+      (-log2 p(x_unknown | x_known) of the given x).
+  policy(budget) -> int32 [budget], the optimal policy.
+  loss_components() -> loss_components float32 [D] (bits/dim per step).
+The model's config is stored as JSON in the `config.json` asset and returned by
+the `config` function.
+"""
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from tf_ardm import masks
+from tf_ardm import policies
+from tf_ardm import sampling
+from tf_ardm.config import ModelConfig
+from tf_ardm.errors import UserError
+
+
+class Servable(tf.Module):
+  """The EMA denoiser of a trained model with its fixed order and policies."""
+
+  def __init__(self, model):
+    super().__init__()
+    config = model.config
+    self.denoiser = model.ema
+    self.config_json = tf.constant(config.to_json())
+    d = config.num_steps
+    components = model.loss_tracker.loss_components().numpy()
+    self.loss_components_value = tf.constant(components)
+    budgets = policies.table_budgets(d)
+    self.budgets = tf.constant(budgets, tf.int32)
+    self.policy_table = tf.constant(policies.policy_table(components, budgets))
+    self.sigma = tf.constant(masks.sample_sigma(1, d, seed=[config.sigma_seed, 0]))
+    self.num_steps, self.num_classes = d, config.num_classes
+    shape = [None, *config.shape]
+    x_spec = tf.TensorSpec(shape, tf.int32, name="x")
+    scalar = lambda name: tf.TensorSpec([], tf.int32, name=name)
+    self.policy = tf.function(self._policy, input_signature=[scalar("budget")])
+    self.log_prob = tf.function(self._log_prob, input_signature=[x_spec, scalar("budget")])
+    self.elbo = tf.function(self._elbo, input_signature=[
+        x_spec, tf.TensorSpec([None], tf.int32, name="policy"), scalar("seed")])
+    self.step_loss = tf.function(self._step_loss, input_signature=[
+        x_spec, tf.TensorSpec([None], tf.int32, name="t"), scalar("seed")])
+    self.sample = tf.function(self._sample, input_signature=[
+        scalar("num"), scalar("budget"), scalar("seed")])
+    self.infill = tf.function(self._infill, input_signature=[
+        x_spec, tf.TensorSpec(shape, tf.int32, name="known"), scalar("budget"),
+        scalar("seed")])
+    self.loss_components = tf.function(
+        lambda: {"loss_components": self.loss_components_value}, input_signature=[])
+    self.config = tf.function(lambda: self.config_json, input_signature=[])
+
+  def _check_x(self, x):
+    tf.debugging.assert_greater_equal(x, 0, message="x has values < 0")
+    tf.debugging.assert_less(x, self.num_classes,
+                             message=f"x has values >= K = {self.num_classes}")
+
+  def _check_budget(self, budget, max_budget=None):
+    tf.debugging.assert_greater_equal(budget, 1, message="budget must be >= 1")
+    tf.debugging.assert_less_equal(
+        budget, self.num_steps if max_budget is None else max_budget,
+        message=f"budget must be <= the number of unknown steps (D = {self.num_steps})")
+
+  def _policy(self, budget):
+    """The optimal policy int32 [budget] for a budget in [1, D]."""
+    self._check_budget(budget)
+    return policies.lookup_tf(self.policy_table, self.budgets, self.num_steps, budget)
+
+  def _log_prob(self, x, budget):
+    self._check_x(x)
+    sigma = tf.tile(self.sigma, [tf.shape(x)[0], 1])
+    bits = self.denoiser.log_prob_bits(x, sigma, self._policy(budget))
+    return {"bits_per_dim": bits / float(self.num_steps)}
+
+  def _random_order(self, x, seed, salt):
+    batch = tf.shape(x)[0]
+    seeds = tf.random.experimental.stateless_split(tf.stack([seed, salt]), 2)
+    return masks.sample_sigma(batch, self.num_steps, seed=seeds[0]), seeds[1]
+
+  def _elbo(self, x, policy, seed):
+    self._check_x(x)
+    tf.debugging.assert_equal(policy[0], 0, message="a policy starts at 0")
+    sigma, seed = self._random_order(x, seed, 1)
+    index = tf.random.stateless_uniform([tf.shape(x)[0]], seed, 0,
+                                        tf.size(policy), tf.int32)
+    return {"elbo_bpd": self.denoiser.elbo_with_policy(x, sigma, policy, index)}
+
+  def _step_loss(self, x, t, seed):
+    self._check_x(x)
+    sigma, _ = self._random_order(x, seed, 3)
+    terms = self.denoiser.elbo_terms(x, sigma, t)
+    return {"loss_bpd": -terms["elbo_per_t"]}
+
+  def _sample(self, num, budget, seed):
+    tf.debugging.assert_positive(num, message="num must be >= 1")
+    samples = sampling.sample(self.denoiser, num, self._policy(budget),
+                              tf.stack([seed, 2]))
+    return {"samples": samples}
+
+  def _infill(self, x, known, budget, seed):
+    """Samples the unknown positions; also -log2 p(x_unknown | x_known)."""
+    self._check_x(x)
+    batch = tf.shape(x)[0]
+    known = tf.reshape(tf.cast(known > 0, tf.int32), [batch, self.num_steps])
+    num_known = tf.reduce_sum(known, axis=1)
+    self._check_budget(budget, tf.reduce_min(self.num_steps - num_known))
+    seeds = tf.random.experimental.stateless_split(tf.stack([seed, 4]), 2)
+    sigma = sampling.infill_order(known, seeds[0])
+    policy = sampling.infill_policy(num_known, self.num_steps, budget)
+    samples = sampling.sample_with_policy(self.denoiser, x, sigma, policy, seeds[1])
+    bits = self.denoiser.log_prob_bits(x, sigma, policy)
+    return {"samples": samples, "conditional_bits": bits}
+
+  def signatures(self):
+    return {"serving_default": self.log_prob, "log_prob": self.log_prob,
+            "elbo": self.elbo, "step_loss": self.step_loss, "sample": self.sample,
+            "infill": self.infill, "policy": self.policy,
+            "loss_components": self.loss_components}
+
+
+def export(model, export_dir):
+  """Writes the servable SavedModel of `model` to export_dir, atomically."""
+  servable = Servable(model)
+  parent = os.path.dirname(os.path.abspath(export_dir))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+  try:
+    tf.saved_model.save(servable, tmp, signatures=servable.signatures())
+    with open(os.path.join(tmp, "assets.extra.json"), "w") as f:
+      f.write(model.config.to_json())
+    if os.path.exists(export_dir):
+      shutil.rmtree(export_dir)
+    os.replace(tmp, export_dir)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return export_dir
+
+
+def load(export_dir):
+  """Loads an exported model; returns (loaded module, ModelConfig)."""
+  if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
+    raise UserError(f"{export_dir} is not a SavedModel export "
+                        "(no saved_model.pb)")
+  try:
+    loaded = tf.saved_model.load(export_dir)
+    config = ModelConfig.from_json(loaded.config().numpy().decode())
+  except (tf.errors.OpError, ValueError, AttributeError, OSError) as e:
+    raise UserError(f"cannot load the SavedModel in {export_dir}: "
+                        f"{str(e).splitlines()[0]}") from e
+  return loaded, config

@@ -1,0 +1,112 @@
+r"""Trains an OA-ARDM: python -m tf_ardm.train --flagfile=configs/digits.cfg.
+
+Runs a Keras model with a custom train_step under a tf.distribute strategy,
+with EMA weights, the per-step loss tracker, TensorBoard logs and resumable
+checkpoints: kill the process and re-run the same command to continue. At
+the end it writes the trained model to --workdir/model and a SavedModel of
+the EMA weights to --export_dir.
+"""
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+from tf_ardm import callbacks as callbacks_lib
+from tf_ardm import checkpoints
+from tf_ardm import cli
+from tf_ardm import servable
+from tf_ardm import input_pipeline
+from tf_ardm import model_flags
+from tf_ardm import optimizers
+from tf_ardm import strategies
+from tf_ardm.models.ardm import OAARDM
+
+flags.DEFINE_string("workdir", "runs/digits", "Checkpoints, TensorBoard logs, model.")
+flags.DEFINE_string("export_dir", None, "SavedModel export directory "
+                    "(default: <workdir>/export).")
+flags.DEFINE_enum("strategy", "mirrored", strategies.NAMES,
+                  "tf.distribute strategy: mirrored (all local GPUs, or the "
+                  "CPU), multi_worker (TF_CONFIG) or one_device.")
+flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
+flags.DEFINE_integer("train_steps", 10000, "Total optimizer steps.", lower_bound=1)
+flags.DEFINE_integer("steps_per_epoch", 500, "Steps between evaluations, "
+                     "summaries and checkpoints.", lower_bound=1)
+flags.DEFINE_enum("optimizer", "adam", ["adam", "adamw"], "Optimizer.")
+flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.", lower_bound=0.0)
+flags.DEFINE_integer("warmup_steps", 0, "Linear LR warm-up steps.", lower_bound=0)
+flags.DEFINE_float("beta1", 0.9, "Adam beta1.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("beta2", 0.999, "Adam beta2.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("weight_decay", 0.0, "AdamW decoupled weight decay.", lower_bound=0.0)
+flags.DEFINE_float("clip_norm", 100.0, "Global-norm gradient clipping.", lower_bound=0.0)
+flags.DEFINE_float("ema_decay", 0.9999, "EMA decay of the evaluation weights.",
+                   lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_bool("augment", False, "Image augmentation: random flip and 90° rotations.")
+flags.DEFINE_integer("eval_batch_size", 200, "Evaluation batch size.", lower_bound=1)
+flags.DEFINE_integer("sample_budget", 64, "Network calls for TensorBoard samples.",
+                     lower_bound=1)
+flags.DEFINE_bool("jit_compile", True, "Compile the train step with XLA.")
+flags.DEFINE_integer("seed", 0, "Seed of the data order, orders and times.",
+                     lower_bound=0)
+
+FLAGS = flags.FLAGS
+
+
+def build_model(config, strategy):
+  """The model and its compiled optimizer, under `strategy`."""
+  with strategy.scope():
+    model = OAARDM(config, ema_decay=FLAGS.ema_decay, seed=FLAGS.seed)
+    optimizer = optimizers.build(
+        FLAGS.optimizer, FLAGS.learning_rate, FLAGS.warmup_steps, FLAGS.beta1,
+        FLAGS.beta2, weight_decay=FLAGS.weight_decay,
+        clip_norm=FLAGS.clip_norm or None)
+    optimizer.build(model.network.trainable_variables)
+    model.compile(optimizer=optimizer, jit_compile=FLAGS.jit_compile)
+  return model
+
+
+def train(data, config, workdir, strategy, extra_callbacks=()):
+  """Trains (or resumes) in `workdir`; returns the trained model."""
+  tf.keras.utils.set_random_seed(FLAGS.seed)
+  model = build_model(config, strategy)
+  train_ds = input_pipeline.train_dataset(data, FLAGS.batch_size, FLAGS.seed,
+                                          FLAGS.augment)
+  eval_split = "valid" if "valid" in data.splits else "test"
+  eval_ds = input_pipeline.eval_dataset(data.splits[eval_split], FLAGS.eval_batch_size)
+  epochs = -(-FLAGS.train_steps // FLAGS.steps_per_epoch)
+  tb = os.path.join(workdir, "tensorboard")
+  model.fit(
+      train_ds, epochs=epochs, steps_per_epoch=FLAGS.steps_per_epoch,
+      validation_data=eval_ds, verbose=1,
+      callbacks=[
+          tf.keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup"),
+                                              delete_checkpoint=False),
+          tf.keras.callbacks.TerminateOnNaN(),
+          tf.keras.callbacks.TensorBoard(tb, update_freq=max(1, FLAGS.steps_per_epoch // 10)),
+          callbacks_lib.SummaryCallback(os.path.join(tb, "samples"),
+                                        sample_budget=FLAGS.sample_budget),
+          *extra_callbacks,
+      ])
+  if model.stop_training:
+    raise cli.UserError("training stopped: the loss became NaN")
+  return model
+
+
+def main(argv):
+  del argv
+  data = model_flags.load_data()
+  config = model_flags.config_from_flags(data)
+  strategy = strategies.build(FLAGS.strategy)
+  logging.info("Training %s on %s, %d replica(s)", config.network, data.name,
+               strategy.num_replicas_in_sync)
+  model = train(data, config, FLAGS.workdir, strategy)
+  model_dir = os.path.join(FLAGS.workdir, "model")
+  checkpoints.save(model, model_dir)
+  export_dir = FLAGS.export_dir or os.path.join(FLAGS.workdir, "export")
+  servable.export(checkpoints.restore(model_dir), export_dir)
+  print(f"model: {model_dir}\nexport: {export_dir}")
+
+
+if __name__ == "__main__":
+  cli.run(main)
