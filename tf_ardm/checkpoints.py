@@ -1,11 +1,13 @@
 """Saving and restoring trained models: config.json plus a TF checkpoint.
 
-A model directory holds `config.json` (the ModelConfig) and `model-*` files
-with the training network, the EMA network and the loss tracker.
+A model directory holds `config.json` (the ModelConfig), `model-*` files with
+the training network, the EMA network and the loss tracker, and optionally
+`heldout_loss_components.npy` (float32 [D], from evaluate --loss_components).
 """
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from tf_ardm.config import ModelConfig
@@ -13,6 +15,7 @@ from tf_ardm.errors import UserError
 from tf_ardm.models.ardm import OAARDM
 
 CONFIG = "config.json"
+HELDOUT = "heldout_loss_components.npy"
 
 
 def _checkpoint(model):
@@ -28,6 +31,9 @@ def save(model, directory):
     f.write(json.dumps({"model": json.loads(model.config.to_json()),
                         "ema_decay": model.ema_decay}, indent=2))
   _checkpoint(model).write(os.path.join(tmp, "model"))
+  heldout = getattr(model, "heldout_loss_components", None)
+  if heldout is not None:
+    np.save(os.path.join(tmp, HELDOUT), heldout)
   if tf.io.gfile.exists(directory):
     tf.io.gfile.rmtree(directory)
   os.replace(tmp, directory)
@@ -51,4 +57,7 @@ def restore(directory):
   except (tf.errors.OpError, AssertionError, ValueError) as e:
     raise UserError(f"cannot restore the weights in {directory}: "
                     f"{str(e).splitlines()[0]}") from e
+  heldout = os.path.join(directory, HELDOUT)
+  if os.path.isfile(heldout):
+    model.heldout_loss_components = np.load(heldout).astype(np.float32)
   return model

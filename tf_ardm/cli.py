@@ -6,13 +6,11 @@ or corrupt file, bad input) prints one line `error: ...` and exits with 2.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
+from absl import logging
 
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from tf_ardm.errors import UserError  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.errors import UserError
 
 __all__ = ["UserError", "run"]
 
@@ -25,12 +23,21 @@ def run(main):
     try:
       return main(argv)
     except UserError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
-  for arg in sys.argv[1:]:
-    if arg.startswith("--flagfile="):
-      path = arg.split("=", 1)[1]
-      if not os.path.isfile(path):
-        print(f"error: --flagfile {path} does not exist", file=sys.stderr)
-        sys.exit(2)
-  app.run(guarded)
+      _fail(str(e))
+  app.run(guarded, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with a one-line error for a bad flag or flagfile."""
+  for arg in argv[1:]:
+    if arg.startswith("--flagfile=") and not os.path.isfile(arg.split("=", 1)[1]):
+      _fail(f"--flagfile {arg.split('=', 1)[1]} does not exist")
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(str(e).replace("\n", " "))
+
+
+def _fail(message):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)

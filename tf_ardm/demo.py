@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tf_ardm import baselines
 from tf_ardm import cli
-from tf_ardm import evaluate
+from tf_ardm import evaluation
 from tf_ardm import images
 from tf_ardm.data import datasets
 
@@ -38,12 +38,12 @@ def main(argv):
                   f"--workdir={FLAGS.workdir}"], check=True)
   train_minutes = (time.time() - start) / 60
   export_dir = os.path.join(FLAGS.workdir, "export")
-  scorer, config = evaluate.load_scorer(model=export_dir)
+  scorer, config = evaluation.load_scorer(model=export_dir)
   data = datasets.load("digits")
   test, train = data.splits["test"], data.splits["train"]
   d = config.num_steps
-  elbo, se = evaluate.elbo(scorer, test, np.arange(d), FLAGS.passes, seed=1)
-  nll = evaluate.exact_nll(scorer, test, d)
+  elbo, se = evaluation.elbo(scorer, test, np.arange(d), FLAGS.passes, seed=1)
+  nll = evaluation.exact_nll(scorer, test, d)
   samples = scorer.sample(num=tf.constant(64), budget=tf.constant(d),
                           seed=tf.constant(0))["samples"].numpy()
   grid_path = os.path.join(FLAGS.workdir, "samples.png")

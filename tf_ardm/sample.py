@@ -18,12 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ardm import cli
-from tf_ardm import evaluate
 from tf_ardm import images
+from tf_ardm import model_source
 from tf_ardm.data import text as text_lib
 
-flags.DEFINE_string("checkpoint", None, "Trained model directory (<workdir>/model).")
-flags.DEFINE_string("model", None, "SavedModel export directory.")
 flags.DEFINE_integer("budget", None, "Network calls (default: D, exact sequential).",
                      lower_bound=1)
 flags.DEFINE_integer("num", 64, "Number of samples.", lower_bound=1, upper_bound=100000)
@@ -31,9 +29,6 @@ flags.DEFINE_integer("seed", 0, "Sampling seed.", lower_bound=0)
 flags.DEFINE_string("out", "samples.png", "Output file (.png for images, text otherwise).")
 flags.DEFINE_string("infill", None, ".npy data to complete.")
 flags.DEFINE_string("known", "top_half", "top_half, or a .npy 0/1 mask of known positions.")
-flags.register_multi_flags_validator(
-    ["checkpoint", "model"], lambda f: (f["checkpoint"] is None) != (f["model"] is None),
-    "give exactly one of --checkpoint and --model")
 
 FLAGS = flags.FLAGS
 
@@ -93,7 +88,7 @@ def write(path, x, config):
 
 def main(argv):
   del argv
-  scorer, config = evaluate.load_scorer(FLAGS.checkpoint, FLAGS.model)
+  scorer, config = model_source.load()
   d = config.num_steps
   budget = FLAGS.budget or d
   if budget > d:

@@ -16,7 +16,9 @@ Signatures (x int32 [B, *shape] with values in [0, K); budget int32 scalar in
       (known positions kept bit for bit), conditional_bits float32 [B]
       (-log2 p(x_unknown | x_known) of the given x).
   policy(budget) -> int32 [budget], the optimal policy.
-  loss_components() -> loss_components float32 [D] (bits/dim per step).
+  loss_components() -> loss_components float32 [D] (bits/dim per step, the
+      training-time EMA), heldout_loss_components float32 [D] or [0] (the
+      held-out estimate; policies use it when present).
 The model's config is stored as JSON in the `config.json` asset and returned by
 the `config` function.
 """
@@ -24,6 +26,7 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 
 from tf_ardm import masks
@@ -42,11 +45,20 @@ class Servable(tf.Module):
     self.denoiser = model.ema
     self.config_json = tf.constant(config.to_json())
     d = config.num_steps
-    components = model.loss_tracker.loss_components().numpy()
+    tracker = model.loss_tracker
+    components = tracker.loss_components().numpy()
+    heldout = getattr(model, "heldout_loss_components", None)
     self.loss_components_value = tf.constant(components)
+    self.heldout_components_value = tf.constant(
+        np.zeros([0], np.float32) if heldout is None else heldout, tf.float32)
+    # Policies come from held-out estimates when present, else from training.
+    source = heldout if heldout is not None else (
+        components if tracker.count.numpy().sum() else None)
+    self.has_loss_components = tf.constant(source is not None)
     budgets = policies.table_budgets(d)
     self.budgets = tf.constant(budgets, tf.int32)
-    self.policy_table = tf.constant(policies.policy_table(components, budgets))
+    self.policy_table = tf.constant(policies.policy_table(
+        np.zeros(d) if source is None else source, budgets))
     self.sigma = tf.constant(masks.sample_sigma(1, d, seed=[config.sigma_seed, 0]))
     self.num_steps, self.num_classes = d, config.num_classes
     shape = [None, *config.shape]
@@ -64,7 +76,9 @@ class Servable(tf.Module):
         x_spec, tf.TensorSpec(shape, tf.int32, name="known"), scalar("budget"),
         scalar("seed")])
     self.loss_components = tf.function(
-        lambda: {"loss_components": self.loss_components_value}, input_signature=[])
+        lambda: {"loss_components": self.loss_components_value,
+                 "heldout_loss_components": self.heldout_components_value},
+        input_signature=[])
     self.config = tf.function(lambda: self.config_json, input_signature=[])
 
   def _check_x(self, x):
@@ -81,7 +95,13 @@ class Servable(tf.Module):
   def _policy(self, budget):
     """The optimal policy int32 [budget] for a budget in [1, D]."""
     self._check_budget(budget)
-    return policies.lookup_tf(self.policy_table, self.budgets, self.num_steps, budget)
+    d = self.num_steps
+    tf.debugging.Assert(
+        self.has_loss_components | tf.equal(budget, d),
+        [f"the model has no loss components, so only budget D = {d} is "
+         "possible; train it longer or run tf_ardm.evaluate --loss_components"])
+    return tf.cond(tf.equal(budget, d), lambda: tf.range(d),
+                   lambda: policies.lookup_tf(self.policy_table, self.budgets, d, budget))
 
   def _log_prob(self, x, budget):
     self._check_x(x)
@@ -137,14 +157,18 @@ class Servable(tf.Module):
 
 def export(model, export_dir):
   """Writes the servable SavedModel of `model` to export_dir, atomically."""
-  servable = Servable(model)
+  return save(Servable(model), export_dir)
+
+
+def save(module, export_dir):
+  """Writes a Servable (or subclass) with its signatures to export_dir, atomically."""
   parent = os.path.dirname(os.path.abspath(export_dir))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
   try:
-    tf.saved_model.save(servable, tmp, signatures=servable.signatures())
+    tf.saved_model.save(module, tmp, signatures=module.signatures())
     with open(os.path.join(tmp, "assets.extra.json"), "w") as f:
-      f.write(model.config.to_json())
+      f.write(module.config_json.numpy().decode())
     if os.path.exists(export_dir):
       shutil.rmtree(export_dir)
     os.replace(tmp, export_dir)

@@ -144,6 +144,7 @@ class OAARDM(tf.keras.Model):
     self.ema = Denoiser(config, self.ema_network)
     self.loss_tracker = LossTracker(self.num_steps, config.num_classes)
     self.rng = tf.random.Generator.from_seed(seed)
+    self.heldout_loss_components = None  # float32 [D] from evaluate, if any.
     self.bpd_metric = tf.keras.metrics.Mean("bpd")
     self.nce_metric = tf.keras.metrics.Mean("nce_bpd")
     self.loss_metric = tf.keras.metrics.Mean("loss")

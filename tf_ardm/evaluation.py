@@ -1,0 +1,140 @@
+"""Likelihood evaluation of a trained model on held-out data (library).
+
+Works with the functions of a `Servable` (a restored checkpoint) or of a
+loaded SavedModel export alike. All results are in bits/dim.
+"""
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from tf_ardm import checkpoints
+from tf_ardm import dynamic_programming as dp
+from tf_ardm import plots
+from tf_ardm import servable as servable_lib
+from tf_ardm.data import datasets
+from tf_ardm.errors import UserError
+
+
+def load_scorer(checkpoint=None, model=None):
+  """(scorer, config): the servable functions of a checkpoint or an export."""
+  if checkpoint:
+    trained = checkpoints.restore(checkpoint)
+    return servable_lib.Servable(trained), trained.config
+  return servable_lib.load(model)
+
+
+def _batches(x, batch_size):
+  for start in range(0, len(x), batch_size):
+    yield tf.constant(x[start:start + batch_size], tf.int32)
+
+
+def elbo(scorer, x, policy, passes=4, batch_size=200, seed=0):
+  """ELBO of the parallel model with `policy` over `passes` passes.
+
+  Returns:
+    (mean, standard error) in bits/dim (positive: the negative ELBO). The
+    standard error is that of the mean of the N * passes one-sample
+    estimates.
+  """
+  policy = tf.constant(policy, tf.int32)
+  values = []
+  for p in range(passes):
+    for i, batch in enumerate(_batches(x, batch_size)):
+      out = scorer.elbo(x=batch, policy=policy, seed=tf.constant(seed * 100003 + p * 1009 + i))
+      values.append(-out["elbo_bpd"].numpy())
+  values = np.concatenate(values)
+  return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def exact_nll(scorer, x, budget, batch_size=200):
+  """Exact -log2 p(x | sigma, policy) in bits/dim under the fixed order."""
+  bits = [scorer.log_prob(x=batch, budget=tf.constant(budget))["bits_per_dim"].numpy()
+          for batch in _batches(x, batch_size)]
+  return float(np.concatenate(bits).mean())
+
+
+def budget_list(spec, num_steps):
+  """Parses --budgets: ints in [1, D], or 'powers' (1, 2, 4, ..., D)."""
+  if spec == ["powers"]:
+    budgets = [2**i for i in range(num_steps.bit_length()) if 2**i < num_steps]
+    return budgets + [num_steps]
+  try:
+    budgets = [int(b) for b in spec]
+  except ValueError as e:
+    raise UserError(f"--budgets must be integers or 'powers': {e}") from e
+  bad = [b for b in budgets if not 1 <= b <= num_steps]
+  if bad:
+    raise UserError(f"budgets {bad} are outside [1, D = {num_steps}]")
+  return budgets
+
+
+def budget_table(scorer, x, budgets, passes, batch_size=200, seed=0):
+  """Bits/dim against budget: DP policy, naive policy and the DP's prediction.
+
+  Both policies are scored with the same orders and times (common random
+  numbers), so their difference is measured more precisely than either.
+
+  Returns:
+    list of dicts with keys budget, dp, dp_se, naive, naive_se, predicted.
+  """
+  outputs = scorer.loss_components()
+  components = outputs["heldout_loss_components"].numpy()
+  if not components.size:
+    components = outputs["loss_components"].numpy()
+  d = len(components)
+  _, predicted = dp.optimal_policies(components, budgets)
+  rows = []
+  for budget, cost in zip(budgets, predicted):
+    policy = scorer.policy(budget=tf.constant(budget)).numpy()
+    mean, se = elbo(scorer, x, policy, passes, batch_size, seed)
+    naive_mean, naive_se = elbo(scorer, x, dp.naive_policy(d, budget), passes,
+                                batch_size, seed)
+    rows.append(dict(budget=budget, dp=mean, dp_se=se, naive=naive_mean,
+                     naive_se=naive_se, predicted=float(cost)))
+  return rows
+
+
+def format_budget_table(rows, unit="bits/dim"):
+  lines = [f"{'budget':>6}  {'DP policy':>16}  {'naive policy':>16}  {'DP predicted':>12}",
+           f"{'':>6}  {unit:>16}  {unit:>16}  {unit:>12}"]
+  for r in rows:
+    lines.append(f"{r['budget']:>6}  {r['dp']:>9.4f} ± {r['dp_se']:.4f}  "
+                 f"{r['naive']:>9.4f} ± {r['naive_se']:.4f}  {r['predicted']:>12.4f}")
+  return "\n".join(lines)
+
+
+def plot_budget_table(path, rows, title, unit="bits/dim"):
+  budgets = [r["budget"] for r in rows]
+  plots.save_line_plot(path, [
+      ("DP policy", [r["dp"] for r in rows], budgets),
+      ("naive policy", [r["naive"] for r in rows], budgets),
+      ("DP predicted", [r["predicted"] for r in rows], budgets)],
+      "budget (network calls)", unit, title=title, logx=True)
+
+
+def heldout_loss_components(scorer, x, num_steps, samples_per_step,
+                            batch_size=200, seed=0):
+  """Per-step losses (bits/dim) estimated on held-out x, float32 [D].
+
+  Each step t is scored on `samples_per_step` datapoints (cycling through
+  x) with a fresh random order each.
+  """
+  t = np.repeat(np.arange(num_steps, dtype=np.int32), samples_per_step)
+  index = np.arange(len(t)) % len(x)
+  losses = []
+  for i, start in enumerate(range(0, len(t), batch_size)):
+    sl = slice(start, start + batch_size)
+    out = scorer.step_loss(x=tf.constant(x[index[sl]]), t=tf.constant(t[sl]),
+                           seed=tf.constant(seed * 100003 + i))
+    losses.append(out["loss_bpd"].numpy())
+  return np.concatenate(losses).reshape(num_steps, samples_per_step).mean(1)
+
+
+def load_split(config, split, data_dir=None, limit=None):
+  """The `split` of the model's dataset, int32 [N, *shape]."""
+  seq_len = config.shape[0] if config.kind == "text" else 250
+  data = datasets.load(config.dataset, data_dir, seq_len)
+  if split not in data.splits:
+    raise UserError(f"{config.dataset} has no {split} split")
+  return data.splits[split][:limit]
