@@ -20,7 +20,6 @@ from tensorflow.python.profiler import option_builder  # pylint: disable=g-direc
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tf_ardm import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm import model_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import strategies  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_integer("steps", 30, "Timed train steps per config.", lower_bound=1)
@@ -54,7 +53,7 @@ def measure(flagfile, steps):
   FLAGS([sys.argv[0], f"--flagfile={flagfile}"])
   data = model_flags.load_data()
   config = model_flags.config_from_flags(data)
-  model = train.build_model(config, strategies.build("one_device"))
+  model = train.build_model(config, tf.distribute.get_strategy())
   ds = input_pipeline.train_dataset(data, FLAGS.batch_size)
   batch = next(iter(ds))
   flops = step_flops(model, batch)

@@ -29,22 +29,34 @@ def _batches(x, batch_size):
     yield tf.constant(x[start:start + batch_size], tf.int32)
 
 
-def elbo(scorer, x, policy, passes=4, batch_size=200, seed=0):
-  """ELBO of the parallel model with `policy` over `passes` passes.
+def elbo_values(scorer, x, policy, passes=4, batch_size=200, seed=0):
+  """One-call ELBO estimates with `policy`, bits/dim float [passes * N] (<= 0).
 
-  Returns:
-    (mean, standard error) in bits/dim (positive: the negative ELBO). The
-    standard error is that of the mean of the N * passes one-sample
-    estimates.
+  The orders, times and policy indices depend only on (seed, pass, batch), so
+  two policies scored with the same seed share their random numbers.
   """
   policy = tf.constant(policy, tf.int32)
   values = []
   for p in range(passes):
     for i, batch in enumerate(_batches(x, batch_size)):
-      out = scorer.elbo(x=batch, policy=policy, seed=tf.constant(seed * 100003 + p * 1009 + i))
-      values.append(-out["elbo_bpd"].numpy())
-  values = np.concatenate(values)
+      out = scorer.elbo(x=batch, policy=policy,
+                        seed=tf.constant(seed * 100003 + p * 1009 + i))
+      values.append(out["elbo_bpd"].numpy())
+  return np.concatenate(values)
+
+
+def mean_and_se(values):
+  """Mean and standard error of the mean of a 1-D sample."""
+  values = np.asarray(values, np.float64)
   return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def elbo(scorer, x, policy, passes=4, batch_size=200, seed=0):
+  """Negative ELBO (bits/dim) with `policy` over `passes` passes: (mean, s.e.).
+
+  The standard error is that of the mean of the N * passes estimates.
+  """
+  return mean_and_se(-elbo_values(scorer, x, policy, passes, batch_size, seed))
 
 
 def exact_nll(scorer, x, budget, batch_size=200):
@@ -76,7 +88,8 @@ def budget_table(scorer, x, budgets, passes, batch_size=200, seed=0):
   numbers), so their difference is measured more precisely than either.
 
   Returns:
-    list of dicts with keys budget, dp, dp_se, naive, naive_se, predicted.
+    list of dicts with keys budget, dp, dp_se, naive, naive_se, predicted
+    and diff_se (the standard error of the paired difference dp - naive).
   """
   outputs = scorer.loss_components()
   components = outputs["heldout_loss_components"].numpy()
@@ -87,24 +100,31 @@ def budget_table(scorer, x, budgets, passes, batch_size=200, seed=0):
   rows = []
   for budget, cost in zip(budgets, predicted):
     policy = scorer.policy(budget=tf.constant(budget)).numpy()
-    mean, se = elbo(scorer, x, policy, passes, batch_size, seed)
-    naive_mean, naive_se = elbo(scorer, x, dp.naive_policy(d, budget), passes,
-                                batch_size, seed)
+    ours = -elbo_values(scorer, x, policy, passes, batch_size, seed)
+    naive = -elbo_values(scorer, x, dp.naive_policy(d, budget), passes,
+                         batch_size, seed)
+    (mean, se), (naive_mean, naive_se) = mean_and_se(ours), mean_and_se(naive)
     rows.append(dict(budget=budget, dp=mean, dp_se=se, naive=naive_mean,
-                     naive_se=naive_se, predicted=float(cost)))
+                     naive_se=naive_se, predicted=float(cost),
+                     diff_se=mean_and_se(ours - naive)[1]))
   return rows
 
 
 def format_budget_table(rows, unit="bits/dim"):
-  lines = [f"{'budget':>6}  {'DP policy':>16}  {'naive policy':>16}  {'DP predicted':>12}",
-           f"{'':>6}  {unit:>16}  {unit:>16}  {unit:>12}"]
+  """Renders budget_table rows as text."""
+  lines = [f"{'budget':>6}  {'DP policy':>16}  {'naive policy':>16}  "
+           f"{'DP - naive':>16}  {'DP predicted':>12}",
+           f"{'':>6}  {unit:>16}  {unit:>16}  {unit:>16}  {unit:>12}"]
   for r in rows:
     lines.append(f"{r['budget']:>6}  {r['dp']:>9.4f} ± {r['dp_se']:.4f}  "
-                 f"{r['naive']:>9.4f} ± {r['naive_se']:.4f}  {r['predicted']:>12.4f}")
+                 f"{r['naive']:>9.4f} ± {r['naive_se']:.4f}  "
+                 f"{r['dp'] - r['naive']:>+9.4f} ± {r['diff_se']:.4f}  "
+                 f"{r['predicted']:>12.4f}")
   return "\n".join(lines)
 
 
 def plot_budget_table(path, rows, title, unit="bits/dim"):
+  """Writes a PNG of bits/dim against budget (log scale) for both policies."""
   budgets = [r["budget"] for r in rows]
   plots.save_line_plot(path, [
       ("DP policy", [r["dp"] for r in rows], budgets),

@@ -11,11 +11,14 @@ def to_uint8(x, num_classes):
   return np.round(x * 255.0 / max(num_classes - 1, 1)).astype(np.uint8)
 
 
-def grid(x, num_classes, scale=4, pad=1):
-  """Tiles images [N, H, W, C] into one uint8 [rows*(H+pad), cols*(W+pad), C]."""
+def grid(x, num_classes, scale=4, pad=1, cols=None):
+  """Tiles images [N, H, W, C] into one uint8 [rows*(H+pad), cols*(W+pad), C].
+
+  `cols` defaults to ceil(sqrt(N)); each image is scaled up `scale` times.
+  """
   x = to_uint8(x, num_classes)
   n, h, w, c = x.shape
-  cols = int(math.ceil(math.sqrt(n)))
+  cols = cols or int(math.ceil(math.sqrt(n)))
   rows = int(math.ceil(n / cols))
   out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
   for i in range(n):
@@ -25,7 +28,7 @@ def grid(x, num_classes, scale=4, pad=1):
   return np.kron(out, np.ones((scale, scale, 1), np.uint8))
 
 
-def save_grid(path, x, num_classes, scale=4):
+def save_grid(path, x, num_classes, scale=4, cols=None):
   """Writes a PNG grid of images [N, H, W, C] to `path`."""
-  g = grid(x, num_classes, scale)
+  g = grid(x, num_classes, scale, cols=cols)
   Image.fromarray(g[..., 0] if g.shape[-1] == 1 else g).save(path)
