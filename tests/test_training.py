@@ -46,7 +46,7 @@ def test_loss_tracker_equals_one_at_a_time_updates():
 
 @pytest.mark.slow
 def test_mirrored_two_cpus_matches_one_device():
-  """Same batch, orders and times: equal loss and gradients (subprocess, 2 CPUs)."""
+  """Same batch: equal loss, gradients and trained state (subprocess, 2 CPUs)."""
   script = textwrap.dedent("""
       import numpy as np, tensorflow as tf
       cpu = tf.config.list_physical_devices("CPU")[0]
@@ -85,6 +85,31 @@ def test_mirrored_two_cpus_matches_one_device():
       for g1, g2 in zip(grads1, grads2):
         g2 = strategy.reduce("SUM", g2, axis=None)
         np.testing.assert_allclose(g1, g2, rtol=2e-4, atol=2e-6)
+      # Two full train steps through Keras fit: identical weights, EMA and
+      # tracker. (SGD: Adam's normalisation would amplify float rounding of
+      # near-zero gradients.)
+      def fitted(strategy):
+        with strategy.scope():
+          model = OAARDM(config)
+          opt = tf.keras.optimizers.SGD(0.5, global_clipnorm=1.0)
+          opt.build(model.network.trainable_variables)
+          model.compile(optimizer=opt)
+        for a, b in zip(model.network.weights + model.ema_network.weights,
+                        single.network.weights + single.ema_network.weights):
+          a.assign(b)
+        data = tf.data.Dataset.from_tensors(x).repeat(2)
+        model.fit(data, epochs=1, verbose=0)
+        return model
+      one = fitted(tf.distribute.get_strategy())
+      two = fitted(strategy)
+      assert int(two.optimizer.iterations.numpy()) == 2
+      for a, b in zip(one.network.weights + one.ema_network.weights,
+                      two.network.weights + two.ema_network.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+      np.testing.assert_allclose(one.loss_tracker.ema.numpy(), two.loss_tracker.ema.numpy(),
+                                 rtol=1e-5)
+      np.testing.assert_array_equal(one.loss_tracker.count.numpy(),
+                                    two.loss_tracker.count.numpy())
       print("OK", float(loss1), float(loss2), len(grads1))
   """)
   out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,

@@ -143,7 +143,8 @@ class OAARDM(tf.keras.Model):
     self.train_denoiser = Denoiser(config, self.network)
     self.ema = Denoiser(config, self.ema_network)
     self.loss_tracker = LossTracker(self.num_steps, config.num_classes)
-    self.rng = tf.random.Generator.from_seed(seed)
+    self.seed = seed
+    self.rng = tf.random.Generator.from_seed(seed)  # Evaluation orders and times.
     self.heldout_loss_components = None  # float32 [D] from evaluate, if any.
     self.bpd_metric = tf.keras.metrics.Mean("bpd")
     self.nce_metric = tf.keras.metrics.Mean("nce_bpd")
@@ -160,10 +161,29 @@ class OAARDM(tf.keras.Model):
     return [self.loss_metric, self.bpd_metric, self.nce_metric]
 
   def sample_order_and_time(self, batch):
-    """Uniform sigma int32 [B, D] and t int32 [B] from the model's RNG."""
+    """Uniform sigma int32 [B, D] and t int32 [B] from the model's RNG (evaluation)."""
     sigma = tf.argsort(self.rng.uniform([batch, self.num_steps]), axis=-1)
     t = self.rng.uniform([batch], 0, self.num_steps, dtype=tf.int32)
     return sigma, t
+
+  def training_order_and_time(self, batch, step):
+    """sigma int32 [B, D] and t int32 [B] for this replica's part of a step.
+
+    They are a stateless function of (seed, step) drawn for the whole global
+    batch, each replica taking its own slice: training is reproducible, and
+    any number of replicas or workers sees exactly the orders and times of a
+    single device running the same global batch.
+    """
+    ctx = tf.distribute.get_replica_context()
+    replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+    replica = tf.cast(ctx.replica_id_in_sync_group if ctx is not None else 0, tf.int32)
+    seeds = tf.random.experimental.stateless_split(
+        tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)]), 2)
+    rows = tf.range(batch) + replica * batch
+    noise = tf.random.stateless_uniform([batch * replicas, self.num_steps], seeds[0])
+    t = tf.random.stateless_uniform([batch * replicas], seeds[1], 0, self.num_steps,
+                                    dtype=tf.int32)
+    return tf.argsort(tf.gather(noise, rows), axis=-1), tf.gather(t, rows)
 
   def per_example_loss(self, x, sigma, t):
     """Training loss [B]: -elbo - ce_weight * nce (bits/dim), and the terms."""
@@ -172,7 +192,7 @@ class OAARDM(tf.keras.Model):
 
   def train_step(self, data):
     x = data
-    sigma, t = self.sample_order_and_time(tf.shape(x)[0])
+    sigma, t = self.training_order_and_time(tf.shape(x)[0], self.optimizer.iterations)
     with tf.GradientTape() as tape:
       per_example, terms = self.per_example_loss(x, sigma, t)
       loss = tf.nn.compute_average_loss(per_example)
