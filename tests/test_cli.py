@@ -168,3 +168,17 @@ def test_missing_or_corrupt_model_gives_clear_error(tmp_path):
   (tmp_path / "config.json").write_text("{not json")
   out = run("evaluate", f"--checkpoint={tmp_path}", check=False)
   assert out.returncode == 2 and "corrupt" in out.stderr
+
+
+def test_model_without_loss_components_gives_clear_error(tmp_path):
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tf_ardm import checkpoints  # pylint: disable=g-import-not-at-top
+  from tf_ardm.models.ardm import OAARDM  # pylint: disable=g-import-not-at-top
+  checkpoints.save(OAARDM(tiny_config(shape=(8, 8, 1), num_classes=17)), str(tmp_path / "m"))
+  out = run("sample", f"--checkpoint={tmp_path / 'm'}", "--budget=4",
+            f"--out={tmp_path / 's.png'}", check=False)
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines() == [
+      "error: the model has no loss components, so only budget D = 64 is possible; "
+      "train it longer or run tf_ardm.evaluate --loss_components"]
+  assert not (tmp_path / "s.png").exists()
