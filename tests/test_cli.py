@@ -56,7 +56,8 @@ def test_helpfull_documents_every_flag():
 @pytest.mark.slow
 def test_train_writes_model_export_and_tensorboard(trained):
   assert (trained / "model" / "config.json").is_file()
-  assert (trained / "export" / "saved_model.pb").is_file()
+  assert (trained / "export" / "serving" / "1" / "saved_model.pb").is_file()
+  assert (trained / "export" / "codec" / "saved_model.pb").is_file()
   events = [f for _, _, fs in os.walk(trained / "tensorboard") for f in fs]
   assert any(f.startswith("events") for f in events)
   # Re-running the same command resumes from the last checkpoint: nothing to do.
@@ -109,7 +110,7 @@ def test_export_runs_without_tensorflow_compression(trained):
   """The servable loads and every signature runs with no TFC import."""
   script = textwrap.dedent(f"""
       import sys, numpy as np, tensorflow as tf
-      m = tf.saved_model.load({str(trained / 'export')!r})
+      m = tf.saved_model.load({str(trained / 'export' / 'serving' / '1')!r})
       assert "tensorflow_compression" not in sys.modules
       x = tf.zeros([2, 8, 8, 1], tf.int32)
       print(sorted(m.signatures))
@@ -143,7 +144,7 @@ def test_export_runs_without_tensorflow_compression(trained):
 @pytest.mark.slow
 def test_saved_model_cli_lists_and_runs_log_prob(trained, tmp_path):
   cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-  export = str(trained / "export")
+  export = str(trained / "export" / "serving" / "1")
   out = subprocess.run([cli, "show", "--all", "--dir", export], capture_output=True,
                        text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]

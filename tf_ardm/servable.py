@@ -177,15 +177,30 @@ def save(module, export_dir):
   return export_dir
 
 
+def resolve(export_dir):
+  """The SavedModel directory of an export.
+
+  `export_dir` is a SavedModel itself, or an export root written by
+  `tf_ardm.exports.write` whose latest `serving/<version>` is taken.
+  """
+  serving = os.path.join(export_dir, "serving")
+  if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")) and os.path.isdir(serving):
+    versions = [v for v in os.listdir(serving) if v.isdigit()]
+    if versions:
+      return os.path.join(serving, max(versions, key=int))
+  return export_dir
+
+
 def load(export_dir):
   """Loads an exported model; returns (loaded module, ModelConfig)."""
+  export_dir = resolve(export_dir)
   if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
     raise UserError(f"{export_dir} is not a SavedModel export "
-                        "(no saved_model.pb)")
+                    "(no saved_model.pb)")
   try:
     loaded = tf.saved_model.load(export_dir)
     config = ModelConfig.from_json(loaded.config().numpy().decode())
   except (tf.errors.OpError, ValueError, AttributeError, OSError) as e:
     raise UserError(f"cannot load the SavedModel in {export_dir}: "
-                        f"{str(e).splitlines()[0]}") from e
+                    f"{str(e).splitlines()[0]}") from e
   return loaded, config

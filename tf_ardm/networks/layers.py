@@ -30,3 +30,32 @@ def group_norm(channels):
   """GroupNorm with up to 32 groups (a divisor of `channels`), eps 1e-6."""
   groups = math.gcd(32, channels)
   return tf.keras.layers.GroupNormalization(groups=groups, epsilon=1e-6)
+
+
+class SelfAttention(tf.keras.layers.Layer):
+  """Multi-head self-attention over the positions of x [B, N, C] -> [B, N, C].
+
+  q, k and v are separate Dense(C) projections, so that a fan-based kernel
+  initialiser sees fan_in = fan_out = C as in the reference; the output
+  projection has its own initialiser (zeros in the U-Net).
+  """
+
+  def __init__(self, channels, num_heads, use_bias=True, kernel_initializer=None,
+               output_initializer=None, dropout=0.0, **kwargs):
+    super().__init__(**kwargs)
+    self.num_heads, self.head_dim = num_heads, channels // num_heads
+    dense = lambda init: tf.keras.layers.Dense(
+        channels, use_bias=use_bias, kernel_initializer=init or lecun_normal())
+    self.q, self.k, self.v = dense(kernel_initializer), dense(kernel_initializer), dense(
+        kernel_initializer)
+    self.out = dense(output_initializer or kernel_initializer)
+    self.dropout = tf.keras.layers.Dropout(dropout)
+
+  def call(self, x, training=False):
+    shape = tf.shape(x)
+    split = lambda h: tf.reshape(h, [shape[0], shape[1], self.num_heads, self.head_dim])
+    q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+    weights = tf.nn.softmax(tf.einsum("bqhd,bkhd->bhqk", q, k) * self.head_dim**-0.5)
+    weights = self.dropout(weights, training=training)
+    h = tf.einsum("bhqk,bkhd->bqhd", weights, v)
+    return self.out(tf.reshape(h, shape))

@@ -21,9 +21,9 @@ class TransformerBlock(tf.keras.layers.Layer):
   def __init__(self, dim, num_heads, mlp_dim, dropout, **kwargs):
     super().__init__(**kwargs)
     self.norm1 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
-    self.attention = tf.keras.layers.MultiHeadAttention(
-        num_heads, dim // num_heads, use_bias=False,
-        kernel_initializer="glorot_uniform", dropout=dropout)
+    self.attention = layers.SelfAttention(
+        dim, num_heads, use_bias=False, kernel_initializer="glorot_uniform",
+        dropout=dropout)
     self.norm2 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
     self.mlp_in = _dense(mlp_dim)
     self.mlp_out = _dense(dim)
@@ -31,7 +31,7 @@ class TransformerBlock(tf.keras.layers.Layer):
 
   def call(self, x, training=False):
     h = self.norm1(x)
-    y = x + self.dropout(self.attention(h, h, training=training), training=training)
+    y = x + self.dropout(self.attention(h, training=training), training=training)
     z = tf.nn.gelu(self.mlp_in(self.norm2(y)), approximate=True)
     z = self.mlp_out(self.dropout(z, training=training))
     return y + self.dropout(z, training=training)

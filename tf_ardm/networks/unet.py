@@ -78,24 +78,21 @@ class ResBlock(tf.keras.layers.Layer):
 
 
 class AttentionBlock(tf.keras.layers.Layer):
-  """Full self-attention over the H*W positions, zero-initialised output."""
+  """GroupNorm, then self-attention over the H*W positions, added to x.
+
+  The output projection is zero-initialised: the block starts as identity.
+  """
 
   def __init__(self, channels, num_heads=1, **kwargs):
     super().__init__(**kwargs)
-    self.channels, self.num_heads = channels, num_heads
     self.norm = layers.group_norm(channels)
-    self.qkv = tf.keras.layers.Dense(3 * channels, kernel_initializer=layers.lecun_normal())
-    self.out = tf.keras.layers.Dense(channels, kernel_initializer="zeros")
+    self.attention = layers.SelfAttention(channels, num_heads,
+                                          output_initializer="zeros")
 
   def call(self, x):
     shape = tf.shape(x)
-    head_dim = self.channels // self.num_heads
-    qkv = tf.reshape(self.qkv(self.norm(x)),
-                     [shape[0], -1, 3, self.num_heads, head_dim])
-    q, k, v = tf.unstack(qkv, axis=2)
-    weights = tf.nn.softmax(tf.einsum("bqhd,bkhd->bhqk", q, k) * head_dim**-0.5)
-    h = tf.reshape(tf.einsum("bhqk,bkhd->bqhd", weights, v), shape)
-    return x + self.out(h)
+    h = tf.reshape(self.norm(x), [shape[0], shape[1] * shape[2], shape[3]])
+    return x + tf.reshape(self.attention(h), shape)
 
 
 class UNet(tf.keras.layers.Layer):
