@@ -12,7 +12,12 @@ calls per datapoint; streams in the format of `tf_ardm.stream`):
   compress_solid(x [N, *shape], budget) -> stream [], all N in one stream
       (one header and flush for the set; N <= max_solid)
   decompress_solid(stream []) -> x [N, *shape]
+  encode(x [N, *shape], budget, solid bool) / decode(streams [S], solid): the
+      two functions that all of the above call
   codec_info() -> fingerprint string (4 bytes), micro_batch, max_solid
+The functions raise InvalidArgumentError with a one-line reason for invalid
+input (before any network call) and for invalid streams. Signatures with
+these names exist as well (outputs named output_0 where there is one).
 
 Encoding follows the fixed order sigma and the DP-optimal policy for the
 budget: a tf.while_loop over the k policy steps makes one network call per
@@ -29,8 +34,10 @@ network always runs on micro-batches of exactly `micro_batch` datapoints
 (the last one padded), so its kernels never depend on how many datapoints a
 caller codes together; the softmax also runs per micro-batch, and with a
 micro-batch that is a multiple of 16 every float tensor holds whole SIMD
-vectors, so no element takes a scalar tail path. Everything after the
-softmax is exact IEEE arithmetic. The fingerprint (SHA-256 of the EMA
+vectors, so no element takes a scalar tail path (micro-batch 1 is safe too:
+a datapoint then always sits alone). Everything after the softmax is exact
+IEEE arithmetic. Tests check batch against single, other batch sizes and a
+fresh process. The fingerprint (SHA-256 of the EMA
 weights, config, order, policy table and coding settings) ties streams to
 one model; decoding needs the same TF build and CPU/GPU kind as encoding,
 which the CRC enforces.
@@ -70,6 +77,8 @@ class Codec(servable.Servable):
   """The servable functions plus lossless compress/decompress (see module doc)."""
 
   def __init__(self, model, micro_batch=DEFAULT_MICRO_BATCH):
+    if micro_batch != 1 and micro_batch % 16:
+      raise UserError(f"the micro-batch must be 1 or a multiple of 16, got {micro_batch}")
     super().__init__(model)
     config = model.config
     self.shape, self.micro_batch = list(config.shape), int(micro_batch)
@@ -121,7 +130,7 @@ class Codec(servable.Servable):
     n, d, m = tf.shape(y)[0], self.num_steps, self.micro_batch
     known = tf.cast(self.sigma[0] < left, tf.int32)
     x_in = masks.corrupt(tf.gather(y, self.sigma[0], axis=1), known[None], self.absorbing)
-    chunks = (n + m - 1) // m
+    chunks = tf.maximum((n + m - 1) // m, 1)  # One, all padding, when N = 0.
     x_in = tf.reshape(tf.pad(x_in, [[0, chunks * m - n], [0, 0]]), [chunks, m, d])
     positions = self.order[left:right]
 
@@ -168,19 +177,22 @@ class Codec(servable.Servable):
     num_streams = tf.where(solid, 1, n)
     checks = [
         tf.debugging.Assert(tf.reduce_all((x >= 0) & (x < self.num_classes)), [
-            f"x must hold values in [0, K = {self.num_classes}); min, max:",
+            f"x must hold values 0 <= x < K = {self.num_classes}; min, max:",
             tf.reduce_min(x), tf.reduce_max(x)]),
-        self._check_solid_size(tf.where(solid, n, 1))]
+        self._check_solid_size(tf.where(solid, n, 1)),
+        # TFC writes a handle's first element even when there is none.
+        tf.debugging.Assert(num_streams > 0, ["compress_batch needs at least one datapoint"])]
     with tf.control_dependencies(checks):
       policy = self._policy(budget)
       y = tf.gather(x, self.order, axis=1)
+      handle = coding.encoder(num_streams[None])
 
     def step(left, right, handle):
       probs = self._step_probs(y, left, right)
       return (coding.encode(handle, tf.reshape(y[:, left:right], [num_streams, -1]),
                             tf.reshape(probs, [num_streams, -1, self.num_classes])),)
 
-    handle, = self._steps(policy, step, (coding.encoder(num_streams[None]),))
+    handle, = self._steps(policy, step, (handle,))
     count = tf.fill([num_streams], tf.cast(tf.where(solid, n, 1), tf.int64))
     return stream.build(self.fingerprint, budget, count, self._data_crc(x, num_streams),
                         coding.finish_encoder(handle))
@@ -188,8 +200,10 @@ class Codec(servable.Servable):
   def _decode(self, streams, solid):
     """streams string [S] -> x int32 [N, *shape]; S = 1 and N = its count if
     solid, else every stream holds one datapoint and N = S."""
-    fields = stream.parse(streams, self.fingerprint, self.num_steps)
     num_streams = tf.size(streams)
+    with tf.control_dependencies([tf.debugging.Assert(num_streams > 0,
+                                                      ["no streams to decode"])]):
+      fields = stream.parse(streams, self.fingerprint, self.num_steps)
     budget = tf.cast(fields["budget"][0], tf.int32)
     n = tf.cast(tf.where(solid, fields["count"][0], tf.cast(num_streams, tf.int64)),
                 tf.int32)
@@ -204,6 +218,7 @@ class Codec(servable.Servable):
     with tf.control_dependencies(checks):
       policy = self._policy(budget)
       y = tf.fill([n, self.num_steps], self.absorbing)
+      decoder, shadow = coding.decoder(fields["payload"]), coding.encoder(num_streams[None])
 
     def step(left, right, y, decoder, shadow):
       probs = tf.reshape(self._step_probs(y, left, right),
@@ -213,8 +228,7 @@ class Codec(servable.Servable):
       new_y = tf.concat([y[:, :left], tf.reshape(symbols, [n, -1]), y[:, right:]], 1)
       return tf.reshape(new_y, tf.shape(y)), decoder, shadow
 
-    y, decoder, shadow = self._steps(policy, step, (
-        y, coding.decoder(fields["payload"]), coding.encoder(num_streams[None])))
+    y, decoder, shadow = self._steps(policy, step, (y, decoder, shadow))
     x = tf.gather(y, self.sigma[0], axis=1)
     data_crc = self._data_crc(x, num_streams)
     rebuilt = stream.build(self.fingerprint, budget, fields["count"], data_crc,
@@ -277,13 +291,18 @@ def load(path, micro_batch=DEFAULT_MICRO_BATCH):
 
 
 def _user_error(error, names=None):
-  """A UserError with the message of a graph assertion; stream i -> names[i]."""
-  message = error.message.splitlines()[0].replace("assertion failed: ", "")
-  message = re.sub(r"\] \[|^\[|\]$", " ", message).strip()
-  message = re.sub(r"\s+", " ", message).replace("( ", "(").replace(" )", ")")
+  """A UserError from a graph assertion's message; stream i -> names[i]."""
+  message = error.message.splitlines()[0]
+  message = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", message)
+  message = message.replace("assertion failed: ", "")
+  # Drop TF's comparison dump of tf.debugging.assert_* ops; keep the text.
+  message = re.sub(r"\] \[Condition .*", "]", message)
+  message = " ".join(re.findall(r"\[([^\[\]]*)\]", message)) or message
+  message = message.replace("( stream", "(stream").replace("(stream ", "(stream ")
   if names is not None:
-    message = re.sub(r"\(stream (\d+) of the batch\)",
-                     lambda m: f"({names[int(m.group(1))]})", message)
+    message = re.sub(r" ?\(stream (\d+) of the batch\)",
+                     lambda m: f" ({names[int(m.group(1))]})" if names[int(m.group(1))] else "",
+                     message)
   return UserError(message)
 
 
@@ -292,6 +311,7 @@ class Coder:
 
   Data are integer arrays [N, *shape] with values in [0, K). Invalid input
   and invalid streams raise UserError, before any network call for input.
+  `calls` counts the network calls made (micro-batches times budget).
   """
 
   def __init__(self, module, config):
@@ -301,6 +321,7 @@ class Coder:
     self.fingerprint = info["fingerprint"].numpy()
     self.micro_batch = int(info["micro_batch"])
     self.max_solid = int(info["max_solid"])
+    self.calls = 0  # Network calls made by compress* and decompress*.
 
   def check_data(self, x):
     """x as int32 [N, *shape]; UserError for a wrong shape, type or range."""
@@ -327,29 +348,41 @@ class Coder:
     except tf.errors.InvalidArgumentError as e:
       raise _user_error(e, names) from None
 
+  def _code(self, fn, n, budget, *args, names=None):
+    """Runs a coding function on n datapoints, counting its network calls."""
+    out = self._run(fn, *args, names=names).numpy()
+    self.calls += budget * -(-n // self.micro_batch)
+    return out
+
+  def parts(self, n):
+    """Slices of n datapoints, one per call or solid stream: at most
+    max_solid datapoints each, whole micro-batches where possible."""
+    size = self.max_solid
+    if size >= self.micro_batch:
+      size -= size % self.micro_batch
+    return [slice(i, i + size) for i in range(0, n, size)]
+
   def compress(self, x, budget):
     """One solid stream (bytes) for x [N, *shape], N <= max_solid."""
     x, budget = self.check_data(x), self.check_budget(budget)
     if len(x) > self.max_solid:
       raise UserError(f"a solid stream holds at most {self.max_solid} datapoints, "
                       f"got {len(x)}")
-    return self._run(self.module.compress_solid, x, budget).numpy()
+    return self._code(self.module.compress_solid, len(x), budget, x, budget)
 
   def decompress(self, data):
     """The data int32 [N, *shape] of one solid (or single) stream."""
-    return self._run(self.module.decompress_solid, tf.constant(data, tf.string)).numpy()
-
-  def _calls(self, n):
-    """Slices of at most max_solid datapoints (whole micro-batches)."""
-    size = max(self.micro_batch, self.max_solid // self.micro_batch * self.micro_batch)
-    return [slice(i, i + size) for i in range(0, n, size)]
+    header = stream.read_header(data, self.fingerprint)
+    return self._code(self.module.decompress_solid, header.count, header.budget,
+                      tf.constant(data, tf.string), names=[None])
 
   def compress_each(self, x, budget):
     """One stream (bytes) per datapoint of x [N, *shape]."""
     x, budget = self.check_data(x), self.check_budget(budget)
     out = []
-    for part in self._calls(len(x)):
-      out += list(self._run(self.module.compress_batch, x[part], budget).numpy())
+    for part in self.parts(len(x)):
+      out += list(self._code(self.module.compress_batch, len(x[part]), budget,
+                             x[part], budget))
     return out
 
   def decompress_each(self, streams, names=None):
@@ -362,16 +395,16 @@ class Coder:
     groups = {}
     for i, data in enumerate(streams):
       try:
-        header = stream.read_header(data)
+        header = stream.read_header(data, self.fingerprint)
       except UserError as e:
         raise UserError(f"{names[i]}: {e}") from None
       groups.setdefault(header.budget, []).append(i)
-    for ids in groups.values():
-      for part in self._calls(len(ids)):
+    for budget, ids in groups.items():
+      for part in self.parts(len(ids)):
         batch = ids[part]
-        x[batch] = self._run(self.module.decompress_batch,
-                             tf.constant([streams[i] for i in batch], tf.string),
-                             names=[names[i] for i in batch])
+        x[batch] = self._code(self.module.decompress_batch, len(batch), budget,
+                              tf.constant([streams[i] for i in batch], tf.string),
+                              names=[names[i] for i in batch])
     return x
 
   def exact_bits(self, x, budget):
@@ -379,5 +412,5 @@ class Coder:
     sigma and policy: -log2 p(x | sigma, policy(budget))."""
     x, budget = self.check_data(x), self.check_budget(budget)
     bits = [self._run(self.module.log_prob, x[part], budget)["bits_per_dim"].numpy()
-            for part in self._calls(len(x))]
+            for part in self.parts(len(x))]
     return np.concatenate(bits or [np.zeros([0])]).astype(np.float64) * self.num_steps

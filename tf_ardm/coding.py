@@ -40,10 +40,14 @@ def num_bits(num_classes):
 
 
 def lookup_table():
-  """The fixed CDF table int32 [2^16, 4]: rows [16, 0, c, 2^16] and CERTAIN."""
-  c = tf.range(1, SCALE + 1, dtype=tf.int32)
-  return tf.stack([tf.fill([SCALE], PRECISION), tf.zeros([SCALE], tf.int32), c,
-                   tf.fill([SCALE], SCALE)], axis=1)
+  """The fixed CDF table int32 [2^16 + 1, 4]: rows [16, 0, c, 2^16] and CERTAIN.
+
+  On invalid input TFC's decoder reads one entry past a row; a spare copy of
+  CERTAIN at the end keeps that read inside the table.
+  """
+  c = tf.minimum(tf.range(1, SCALE + 2, dtype=tf.int32), SCALE)
+  return tf.stack([tf.fill([SCALE + 1], PRECISION), tf.zeros([SCALE + 1], tf.int32), c,
+                   tf.fill([SCALE + 1], SCALE)], axis=1)
 
 
 def _certain_nodes(num_classes):
@@ -111,7 +115,8 @@ def decode(handle, probs):
     row = _row(levels, prefix, depth)
     handle, bit = tfc.ops.entropy_decode_index(
         handle, row, tf.shape(row)[handle.shape.rank:], tf.int32)
-    prefix = 2 * prefix + bit
+    # Garbage can decode to 2 (past a row's end); certain decisions stay 0.
+    prefix = 2 * prefix + tf.where(row == CERTAIN, 0, tf.minimum(bit, 1))
   return handle, prefix
 
 

@@ -19,6 +19,7 @@ the fingerprint covers; the stream's data shape is [N, *shape]. `build` and
 stream's header in Python.
 """
 import collections
+
 import tensorflow as tf
 
 from tf_ardm import crc
@@ -30,7 +31,10 @@ FINGERPRINT_BYTES = 4
 MAX_VARINT = 5
 MAX_HEADER = 3 + FINGERPRINT_BYTES + 2 * MAX_VARINT + 2 + 4
 
-Header = collections.namedtuple("Header", "fingerprint budget count size")
+Header = collections.namedtuple("Header", "budget count size")
+
+FOREIGN = ("the stream was made with a different model or coding settings "
+           "(model fingerprint mismatch)")
 
 _BYTES = [bytes([b]) for b in range(256)]
 
@@ -71,16 +75,18 @@ def build(fingerprint, budget, count, data_crc, payload):
   check = _check(prefix, budget, count)
   return tf.strings.join([
       prefix, _varint(budget), _varint(count),
-      _strings(tf.bitwise.bitwise_and(tf.bitwise.right_shift(check[:, None],
-                                                             tf.constant([8, 0], tf.int64)),
-                                      0xFF)),
-      _strings(_be32(data_crc)), payload])
+      _strings(_be32(check)[:, 2:]), _strings(_be32(data_crc)), payload])
+
+
+def _bytes_at(padded, pos, size):
+  """The `size` bytes at pos int32 [S] of each string, int64 [S, size]."""
+  raw = tf.strings.substr(padded, pos, tf.ones_like(pos) * size)
+  return tf.cast(tf.io.decode_raw(raw, tf.uint8), tf.int64)
 
 
 def _read_varint(padded, pos):
   """(value int64 [S], end int32 [S], ok bool [S]) of the varint at pos."""
-  raw = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, pos, tf.ones_like(pos) * MAX_VARINT), tf.uint8),
-                tf.int64)
+  raw = _bytes_at(padded, pos, MAX_VARINT)
   more = raw >= 0x80
   continued = tf.math.cumprod(tf.cast(more, tf.int32), axis=1)
   size = 1 + tf.reduce_sum(continued[:, :-1], 1)
@@ -93,8 +99,7 @@ def _read_varint(padded, pos):
 
 def _be_int(padded, pos, size):
   """The big-endian unsigned integer of `size` bytes at pos, int64 [S]."""
-  raw = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, pos, tf.ones_like(pos) * size), tf.uint8),
-                tf.int64)
+  raw = _bytes_at(padded, pos, size)
   shifts = tf.constant([8 * (size - 1 - i) for i in range(size)], tf.int64)
   return tf.reduce_sum(tf.bitwise.left_shift(raw, shifts), 1)
 
@@ -104,7 +109,7 @@ def assert_all(ok, message, *data):
   first = tf.cast(tf.argmin(tf.cast(ok, tf.int32)), tf.int32)
   return tf.debugging.Assert(
       tf.reduce_all(ok),
-      [message, "(stream", first, "of the batch)"] + [tf.gather(d, first) for d in data],
+      [message] + [tf.gather(d, first) for d in data] + ["(stream", first, "of the batch)"],
       summarize=16)
 
 
@@ -129,9 +134,7 @@ def parse(streams, fingerprint, max_budget):
         f"{VERSION}); version:", version))
   with tf.control_dependencies(checks):
     checks.append(assert_all(
-        tf.strings.substr(padded, 3, FINGERPRINT_BYTES) == fingerprint,
-        "the stream was made with a different model or coding settings "
-        "(model fingerprint mismatch)"))
+        tf.strings.substr(padded, 3, FINGERPRINT_BYTES) == fingerprint, FOREIGN))
   budget, pos, budget_ok = _read_varint(padded, tf.fill(tf.shape(length), 7))
   count, pos, count_ok = _read_varint(padded, pos)
   check = _be_int(padded, pos, 2)
@@ -157,13 +160,20 @@ def parse(streams, fingerprint, max_budget):
   return {"budget": budget, "count": count, "crc": data_crc, "payload": payload}
 
 
-def read_header(data):
-  """Parses the header of one stream (bytes) in Python, without checking it.
+def read_header(data, fingerprint):
+  """Parses the header of one stream (bytes) in Python.
 
-  Returns a Header; raises UserError when it is not an ARDM stream header.
+  Returns a Header; raises UserError when it is not an ARDM stream header or
+  comes from another model than the one with `fingerprint`. The header
+  check, budget range and CRC are left to `parse` and the decoder.
   """
-  if data[:2] != MAGIC or len(data) < 3 or data[2] != VERSION:
-    raise UserError("not an ARDM stream of format version %d" % VERSION)
+  if data[:2] != MAGIC:
+    raise UserError("not an ARDM stream (bad magic bytes)")
+  if len(data) < 3 or data[2] != VERSION:
+    raise UserError(f"unsupported ARDM stream format version (this codec reads "
+                    f"version {VERSION})")
+  if data[3:3 + FINGERPRINT_BYTES] != fingerprint:
+    raise UserError(FOREIGN)
   pos = 3 + FINGERPRINT_BYTES
   fields = []
   for _ in range(2):
@@ -178,4 +188,4 @@ def read_header(data):
     fields.append(value)
   if len(data) < pos + 6:
     raise UserError("truncated or corrupt stream header")
-  return Header(data[3:3 + FINGERPRINT_BYTES], fields[0], fields[1], pos + 6)
+  return Header(fields[0], fields[1], pos + 6)
