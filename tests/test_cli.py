@@ -57,6 +57,7 @@ def test_helpfull_documents_every_flag():
 def test_train_writes_model_export_and_tensorboard(trained):
   assert (trained / "model" / "config.json").is_file()
   assert (trained / "export" / "serving" / "1" / "saved_model.pb").is_file()
+  assert (trained / "export" / "codec" / "saved_model.pb").is_file()
   events = [f for _, _, fs in os.walk(trained / "tensorboard") for f in fs]
   assert any(f.startswith("events") for f in events)
   # Re-running the same command resumes from the last checkpoint: nothing to do.

@@ -1,12 +1,16 @@
-"""The exports of a trained model, in one export root.
+"""The two exports of a trained model, in one export root.
 
   <root>/serving/<version>/  the servable: pure TF ops, TF Serving's layout.
+  <root>/codec/              the servable's functions plus compress and
+                             decompress (needs `import tensorflow_compression`).
 """
 import os
 
+from tf_ardm import codec
 from tf_ardm import servable
 
 
-def write(model, root, version=1):
-  """Writes the servable export of `model` under `root`; returns its path."""
-  return servable.export(model, os.path.join(root, "serving", str(version)))
+def write(model, root, version=1, micro_batch=codec.DEFAULT_MICRO_BATCH):
+  """Writes both exports of `model` under `root`; returns their paths."""
+  serving = servable.export(model, os.path.join(root, "serving", str(version)))
+  return serving, codec.export(model, os.path.join(root, "codec"), micro_batch)

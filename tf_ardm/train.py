@@ -3,8 +3,8 @@ r"""Trains an OA-ARDM: python -m tf_ardm.train --flagfile=configs/digits.cfg.
 Runs a Keras model with a custom train_step under a tf.distribute strategy,
 with EMA weights, the per-step loss tracker, TensorBoard logs and resumable
 checkpoints: kill the process and re-run the same command to continue. At
-the end it writes the trained model to --workdir/model and the servable
-SavedModel of the EMA weights (tf_ardm.exports) under --export_dir.
+the end it writes the trained model to --workdir/model and the two
+SavedModels of the EMA weights (tf_ardm.exports) under --export_dir.
 """
 import os
 
@@ -25,7 +25,7 @@ from tf_ardm.models.ardm import OAARDM
 
 flags.DEFINE_string("workdir", "runs/digits", "Checkpoints, TensorBoard logs, model.")
 flags.DEFINE_string("export_dir", None, "Export root: <export_dir>/serving/1 "
-                    "(default: <workdir>/export).")
+                    "and <export_dir>/codec (default: <workdir>/export).")
 flags.DEFINE_enum("strategy", "mirrored", strategies.NAMES,
                   "tf.distribute strategy: mirrored (all local GPUs, or the "
                   "CPU), multi_worker (TF_CONFIG) or one_device.")
@@ -104,8 +104,8 @@ def main(argv):
   model_dir = os.path.join(FLAGS.workdir, "model")
   checkpoints.save(model, model_dir)
   export_dir = FLAGS.export_dir or os.path.join(FLAGS.workdir, "export")
-  serving = exports.write(checkpoints.restore(model_dir), export_dir)
-  print(f"model: {model_dir}\nservable export: {serving}")
+  serving, codec = exports.write(checkpoints.restore(model_dir), export_dir)
+  print(f"model: {model_dir}\nservable export: {serving}\ncodec export: {codec}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,391 @@
+"""The .ardm files of `tf_ardm.compress` and `tf_ardm.decompress`.
+
+An input file becomes datapoints of the model's shape:
+  * image models: a PNG (mode L for 1-channel models, RGB for 3 channels;
+    pixel values are the data, so they must be < K: no rescaling), or an NPY
+    [H, W] / [H, W, C] of integers in [0, K), of any size. It is tiled
+    row-major into model-sized patches; the right and bottom edges are
+    padded by repeating the last column / row.
+  * text models: ASCII text over the text8 alphabet (a-z and space; one
+    trailing newline is kept), cut into chunks of the model's length, the
+    last padded with spaces. With `normalize`, any text is first mapped to
+    that alphabet (lossy: decompression gives the normalised text). An NPY
+    [L] of token ids works too.
+  * any model: an NPY [N, *shape] holds N datapoints as they are.
+
+File layout (integers are LEB128 varints):
+  4      magic b"ARDM"
+  1      container version (1)
+  1      kind: 1 PNG, 2 NPY, 3 text
+  ...    rank, then the original dims (PNG [H, W, C], NPY its shape, text [L])
+  ...    NPY: its dtype (numpy dtype.str, length-prefixed); text: 1 if a
+         trailing newline was dropped, else 0
+  ...    number of streams, then each stream's length and the stream: a
+         solid ARDM stream (tf_ardm.stream) of up to max_solid datapoints
+"""
+import dataclasses
+import io
+import os
+import shutil
+import tempfile
+
+import numpy as np
+from PIL import Image
+
+from tf_ardm.data import text as text_lib
+from tf_ardm.errors import UserError
+
+MAGIC = b"ARDM"
+VERSION = 1
+PNG, NPY, TEXT = 1, 2, 3
+_SPACE = int(text_lib.encode(" ")[0])  # Pads the last text chunk.
+
+
+@dataclasses.dataclass
+class Original:
+  """What decompression needs to rebuild the input file.
+
+  Attributes:
+    kind: PNG, NPY or TEXT.
+    shape: original dims (PNG [H, W, C], NPY its shape, text [L]).
+    dtype: NPY dtype string ('' otherwise).
+    newline: text ended with a newline.
+  """
+  kind: int
+  shape: tuple
+  dtype: str = ""
+  newline: bool = False
+
+
+# ------------------------------------------------------------ file -> data ---
+
+
+def _check_values(x, config, path):
+  if x.size and (x.min() < 0 or x.max() >= config.num_classes):
+    raise UserError(f"{path}: values must lie in [0, {config.num_classes}) for this "
+                    f"model, got [{x.min()}, {x.max()}]")
+
+
+def _read_png(path, config):
+  try:
+    with Image.open(path) as image:
+      image.load()
+      mode = image.mode
+      x = np.asarray(image)
+  except (OSError, ValueError) as e:
+    raise UserError(f"{path}: not a readable PNG: {e}") from e
+  channels = config.shape[-1]
+  modes = {1: ("L", "I;16", "I"), 3: ("RGB",)}.get(channels, ())
+  if mode not in modes:
+    raise UserError(f"{path}: a PNG of mode {mode}; this model codes {channels}-channel "
+                    f"images, give {' or '.join(modes) or 'an NPY array'}")
+  x = x.reshape(x.shape[0], x.shape[1], channels).astype(np.int64)
+  _check_values(x, config, path)
+  return x, Original(PNG, x.shape)
+
+
+def _read_npy(path, config):
+  try:
+    x = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise UserError(f"{path}: not a readable .npy file: {e}") from e
+  if not (np.issubdtype(x.dtype, np.integer) or x.dtype == bool):
+    raise UserError(f"{path}: expected integers, got dtype {x.dtype}")
+  _check_values(x, config, path)
+  return x.astype(np.int64), Original(NPY, x.shape, x.dtype.str)
+
+
+def _read_text(path, normalize):
+  with open(path, "rb") as f:
+    raw = f.read()
+  if normalize:
+    ids = text_lib.encode(text_lib.normalize(raw.decode("utf-8", "replace")))
+    return ids, Original(TEXT, (len(ids),))
+  newline = raw.endswith(b"\n")
+  body = np.frombuffer(raw[:-1] if newline else raw, np.uint8)
+  bad = np.flatnonzero(~(((body >= ord("a")) & (body <= ord("z"))) | (body == ord(" "))))
+  if bad.size:
+    byte = bytes([body[bad[0]]])
+    raise UserError(
+        f"{path}: {byte!r} at offset {bad[0]} is outside the text8 alphabet (a-z and "
+        "space); pass --normalize to map the text to it (lossy)")
+  ids = text_lib.encode(body.tobytes().decode("ascii")) if body.size else np.zeros([0], int)
+  return ids, Original(TEXT, (len(ids),), newline=newline)
+
+
+def _tile(image, patch):
+  """[H, W, C] -> patches [N, ph, pw, C], edges padded by repetition."""
+  (h, w, c), (ph, pw) = image.shape, patch
+  rows, cols = -(-h // ph), -(-w // pw)
+  image = np.pad(image, ((0, rows * ph - h), (0, cols * pw - w), (0, 0)), mode="edge")
+  return image.reshape(rows, ph, cols, pw, c).transpose(0, 2, 1, 3, 4).reshape(
+      rows * cols, ph, pw, c)
+
+
+def _untile(patches, shape):
+  """Inverse of `_tile` for an image of `shape` [H, W, C]."""
+  (h, w, c), (_, ph, pw, _) = shape, patches.shape
+  rows, cols = -(-h // ph), -(-w // pw)
+  image = patches.reshape(rows, cols, ph, pw, c).transpose(0, 2, 1, 3, 4)
+  return image.reshape(rows * ph, cols * pw, c)[:h, :w]
+
+
+def _chunk(ids, length):
+  """Token ids [L] -> [N, length, 1], the last chunk padded with spaces."""
+  n = -(-len(ids) // length)
+  padded = np.full([n * length], _SPACE, np.int64)
+  padded[:len(ids)] = ids
+  return padded.reshape(n, length, 1)
+
+
+def to_datapoints(x, config, path):
+  """The datapoints int32 [N, *shape] of an input array (see the module doc)."""
+  shape = tuple(config.shape)
+  if x.ndim == len(shape) + 1 and x.shape[1:] == shape:
+    return x.astype(np.int32)
+  if config.kind == "image":
+    if x.ndim == 2 and shape[-1] == 1:
+      x = x[..., None]
+    if x.ndim != 3 or x.shape[-1] != shape[-1] or not x.size:
+      raise UserError(f"{path}: expected a non-empty image [H, W, {shape[-1]}] or "
+                      f"datapoints [N, {', '.join(map(str, shape))}], got {list(x.shape)}")
+    return _tile(x, shape[:2]).astype(np.int32)
+  if x.ndim == 2 and x.shape[1] == 1:
+    x = x[:, 0]
+  if x.ndim != 1:
+    raise UserError(f"{path}: expected text, token ids [L] or datapoints "
+                    f"[N, {', '.join(map(str, shape))}], got {list(x.shape)}")
+  return _chunk(x, shape[0]).astype(np.int32)
+
+
+def read(path, config, normalize=False):
+  """(datapoints int32 [N, *shape], Original) of one input file."""
+  ext = os.path.splitext(path)[1].lower()
+  if ext == ".png":
+    x, original = _read_png(path, config)
+  elif ext == ".npy":
+    x, original = _read_npy(path, config)
+  elif config.kind == "text":
+    x, original = _read_text(path, normalize)
+  else:
+    raise UserError(f"{path}: image models compress .png and .npy files")
+  return to_datapoints(x, config, path), original
+
+
+# ------------------------------------------------------------ data -> file ---
+
+
+def rebuild(datapoints, original, config):
+  """The output file's bytes from decoded datapoints [N, *shape]."""
+  shape = tuple(original.shape)
+  if original.kind == TEXT:
+    ids = datapoints.reshape(-1)[:shape[0]]
+    return text_lib.decode(ids).encode("ascii") + (b"\n" if original.newline else b"")
+  if len(shape) == len(config.shape) + 1 and shape[1:] == tuple(config.shape):
+    x = datapoints
+  elif config.kind == "image":
+    x = _untile(datapoints, shape if len(shape) == 3 else (*shape, 1))
+  else:
+    x = datapoints.reshape(-1)[:int(np.prod(shape))]
+  x = x.reshape(shape)
+  buffer = io.BytesIO()
+  if original.kind == NPY:
+    np.save(buffer, x.astype(np.dtype(original.dtype)), allow_pickle=False)
+  else:
+    channels = shape[-1]
+    if channels == 3:
+      image = Image.fromarray(x.astype(np.uint8), "RGB")
+    elif config.num_classes <= 256:
+      image = Image.fromarray(x[..., 0].astype(np.uint8), "L")
+    else:
+      image = Image.fromarray(x[..., 0].astype(np.uint16), "I;16")
+    image.save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- framing ---
+
+
+def _varint(value):
+  out = bytearray()
+  while True:
+    byte, value = value & 0x7F, value >> 7
+    out.append(byte | (0x80 if value else 0))
+    if not value:
+      return bytes(out)
+
+
+class _Reader:
+  """Reads varints and byte strings from a container; UserError at the end."""
+
+  def __init__(self, data, path):
+    self.data, self.pos, self.path = data, 0, path
+
+  def take(self, size):
+    if self.pos + size > len(self.data):
+      raise UserError(f"{self.path}: truncated .ardm file")
+    out = self.data[self.pos:self.pos + size]
+    self.pos += size
+    return out
+
+  def varint(self):
+    value, shift = 0, 0
+    while shift < 64:
+      byte = self.take(1)[0]
+      value |= (byte & 0x7F) << shift
+      if byte < 0x80:
+        return value
+      shift += 7
+    raise UserError(f"{self.path}: corrupt .ardm file (bad integer)")
+
+
+def pack(original, streams):
+  """The container bytes for an Original and its ARDM streams."""
+  out = [MAGIC, bytes([VERSION, original.kind]), _varint(len(original.shape))]
+  out += [_varint(int(d)) for d in original.shape]
+  if original.kind == NPY:
+    out += [_varint(len(original.dtype)), original.dtype.encode("ascii")]
+  if original.kind == TEXT:
+    out.append(bytes([int(original.newline)]))
+  out.append(_varint(len(streams)))
+  for data in streams:
+    out += [_varint(len(data)), data]
+  return b"".join(out)
+
+
+def unpack(data, path):
+  """(Original, streams) of container bytes; UserError when malformed."""
+  reader = _Reader(data, path)
+  if reader.take(4) != MAGIC:
+    raise UserError(f"{path}: not an .ardm file (bad magic bytes)")
+  version, kind = reader.take(2)
+  if version != VERSION:
+    raise UserError(f"{path}: .ardm container version {version} is not supported "
+                    f"(this tool reads version {VERSION})")
+  if kind not in (PNG, NPY, TEXT):
+    raise UserError(f"{path}: corrupt .ardm file (unknown kind {kind})")
+  rank = reader.varint()
+  if rank > 32:
+    raise UserError(f"{path}: corrupt .ardm file (rank {rank})")
+  original = Original(kind, tuple(reader.varint() for _ in range(rank)))
+  if kind == NPY:
+    original.dtype = reader.take(reader.varint()).decode("ascii", "replace")
+    try:
+      if not np.issubdtype(np.dtype(original.dtype), np.integer) and original.dtype != "|b1":
+        raise TypeError(original.dtype)
+    except TypeError as e:
+      raise UserError(f"{path}: corrupt .ardm file (dtype {original.dtype!r})") from e
+  if kind == TEXT:
+    original.newline = bool(reader.take(1)[0])
+  streams = [reader.take(reader.varint()) for _ in range(reader.varint())]
+  if reader.pos != len(data):
+    raise UserError(f"{path}: corrupt .ardm file ({len(data) - reader.pos} bytes "
+                    "after the last stream)")
+  return original, streams
+
+
+def check_count(original, config, count, path):
+  """UserError unless `count` datapoints fit the original's shape."""
+  shape = tuple(original.shape)
+  model = tuple(config.shape)
+  if len(shape) == len(model) + 1 and shape[1:] == model:
+    expected = shape[0]
+  elif original.kind == TEXT or config.kind == "text":
+    expected = -(-int(np.prod(shape)) // model[0])
+  else:
+    expected = -(-shape[0] // model[0]) * -(-shape[1] // model[1]) if len(shape) >= 2 else -1
+  if count != expected:
+    raise UserError(f"{path}: corrupt .ardm file ({count} datapoints for an original "
+                    f"of shape {list(shape)})")
+
+
+def write_atomic(path, data):
+  """Writes bytes to path via a temporary file in the same directory."""
+  directory = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(prefix=".ardm-", dir=directory)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+# ------------------------------------------------------------------ paths ---
+
+
+def plan(in_path, out_path, rename, select=None, overwrite=False):
+  """The jobs [(source path, output path relative to out_path or '')] of a command.
+
+  A file maps to out_path itself (''); a directory maps every file below it
+  that `select(relative path)` accepts to rename(relative path) below
+  out_path. Raises UserError for a missing input, an existing output (unless
+  overwrite) or an output inside the input directory.
+  """
+  if not os.path.exists(in_path):
+    raise UserError(f"{in_path} does not exist")
+  if os.path.exists(out_path) and not overwrite:
+    raise UserError(f"{out_path} exists; remove it or pass --overwrite")
+  if os.path.abspath(in_path) == os.path.abspath(out_path):
+    raise UserError("the input and the output are the same path")
+  if not os.path.isdir(in_path):
+    if os.path.isdir(out_path):
+      raise UserError(f"{out_path} is a directory; give the output file's path")
+    return [(in_path, "")]
+  root = os.path.abspath(in_path) + os.sep
+  if os.path.abspath(out_path).startswith(root):
+    raise UserError(f"the output directory {out_path} lies inside the input {in_path}")
+  jobs = []
+  for directory, dirs, files in os.walk(in_path):
+    dirs.sort()
+    for name in sorted(files):
+      rel = os.path.relpath(os.path.join(directory, name), in_path)
+      if select is None or select(rel):
+        jobs.append((os.path.join(directory, name), rename(rel)))
+  if not jobs:
+    raise UserError(f"{in_path} holds no input files")
+  return jobs
+
+
+def commit(outputs, out_path):
+  """Writes {relative path: bytes} below out_path ('' is out_path itself).
+
+  All or nothing: a directory is assembled next to out_path and renamed into
+  place; an existing out_path is replaced only then.
+  """
+  if list(outputs) == [""]:
+    write_atomic(out_path, outputs[""])
+    return
+  parent = os.path.dirname(os.path.abspath(out_path))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=".ardm-", dir=parent)
+  try:
+    for rel, data in outputs.items():
+      path = os.path.join(tmp, rel)
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      with open(path, "wb") as f:
+        f.write(data)
+    if os.path.isdir(out_path):
+      shutil.rmtree(out_path)
+    elif os.path.exists(out_path):
+      os.unlink(out_path)
+    os.replace(tmp, out_path)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def describe(name, values, file_bytes, stream_bytes, exact_bits, budget):
+  """The -v line of one file.
+
+  values: original values; file_bytes: the .ardm size; stream_bytes: its
+  ARDM streams; exact_bits: the model's exact code length of its datapoints
+  under the same order and policy.
+  """
+  per_dim = 8.0 * file_bytes / max(values, 1)
+  ratio = 8.0 * stream_bytes / exact_bits if exact_bits else float("nan")
+  return (f"{name}: {values} values, {file_bytes} bytes = {per_dim:.4f} bits/dim; "
+          f"model exact code length {exact_bits / max(values, 1):.4f} bits/dim "
+          f"(streams/exact {ratio:.4f}); budget {budget} = {budget} network calls "
+          "per datapoint")
