@@ -1,14 +1,19 @@
 """The shipped models load and give the bits/dim that savedmodels/README.md states."""
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from tf_ardm import evaluation
 from tf_ardm.data import datasets
 from tf_ardm.errors import UserError
 
-ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "savedmodels")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ZOO = os.path.join(REPO, "savedmodels")
 # (model, ELBO bits/dim, its standard error, exact fixed-order NLL) from the README.
 STATED = [("digits", 1.723, 0.015, 1.741)]
 
@@ -36,3 +41,29 @@ def test_missing_or_corrupt_shipped_model_gives_clear_error(tmp_path):
   (broken / "saved_model.pb").write_bytes(b"\x00garbage")
   with pytest.raises(UserError, match="cannot load the SavedModel"):
     evaluation.load_scorer(model=str(tmp_path))
+
+
+def _cli(module, *args):
+  return subprocess.run([sys.executable, "-m", f"tf_ardm.{module}", *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_shipped_codec_round_trips_a_digit_png_and_samples_in_a_minute(tmp_path):
+  digit = datasets.load("digits").splits["test"][0, ..., 0].astype(np.uint8)
+  Image.fromarray(digit, "L").save(tmp_path / "digit.png")
+  start = time.time()
+  model = os.path.join(ZOO, "digits")
+  out = _cli("compress", f"--model={model}", "--budget=16", "-v", str(tmp_path / "digit.png"),
+             str(tmp_path / "digit.ardm"))
+  assert out.returncode == 0, out.stderr[-3000:]
+  out = _cli("decompress", f"--model={model}", str(tmp_path / "digit.ardm"),
+             str(tmp_path / "back.png"))
+  assert out.returncode == 0, out.stderr[-3000:]
+  out = _cli("sample", f"--model={model}", "--budget=16", "--num=16",
+             f"--out={tmp_path / 'grid.png'}")
+  assert out.returncode == 0, out.stderr[-3000:]
+  elapsed = time.time() - start
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "back.png")), digit)
+  assert (tmp_path / "grid.png").is_file()
+  assert elapsed < 60, elapsed
