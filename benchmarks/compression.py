@@ -4,8 +4,9 @@ For each model (trained here in about a minute each unless --digits_model /
 --text_model name trained model directories) and each budget it reports:
 
   1. coded bits / the model's exact code length -log2 p(x | sigma, policy)
-     for the same order and policy: payload only, per-datapoint streams with
-     their headers, and one solid stream for the whole set (target <= 1.002);
+     for the same order and policy: per-datapoint payloads alone and with
+     their headers, and solid streams (one per max_solid datapoints) without
+     and with their header (target <= 1.002);
   2. bits/dim per datapoint and for the whole set next to the classic
      codecs of tf_ardm.baselines, measured in the same run;
   3. datapoints/s for encoding and decoding and network calls per datapoint;
@@ -141,18 +142,22 @@ def evaluate(name, model_dir, budgets, limit):
     payload_bits = each_bits - 8.0 * sum(stream.read_header(s, coder.fingerprint).size
                                          for s in streams)
     solid_bits = 8.0 * sum(map(len, solids))
+    solid_payload_bits = solid_bits - 8.0 * sum(
+        stream.read_header(s, coder.fingerprint).size for s in solids)
     t_code_enc, t_code_dec = time_coding(step_groups(coder.module, x, budget))
     rows.append((budget, exact.sum() / (n * d), payload_bits / exact.sum(),
                  each_bits / exact.sum(), solid_bits / exact.sum(), each_bits / (n * d),
                  solid_bits / (n * d), n / t_enc, n / t_dec, n / t_senc, n / t_sdec,
                  budget * -(-n // coder.micro_batch) / n,
-                 t_code_enc / t_enc, t_code_dec / t_dec))
+                 t_code_enc / t_enc, t_code_dec / t_dec, solid_payload_bits / exact.sum()))
     ours += [(f"ARDM budget {budget}, per datapoint", each_bits / (n * d)),
              (f"ARDM budget {budget}, whole set (solid)", solid_bits / (n * d))]
   print(f"(1) coded bits / model exact code length (same sigma and policy); "
         f"header {header} bytes per stream")
-  _table(["budget", "exact bpd", "payload/exact", "streams/exact", "solid/exact"],
-         [(r[0], f"{r[1]:.4f}", f"{r[2]:.4f}", f"{r[3]:.4f}", f"{r[4]:.4f}") for r in rows])
+  _table(["budget", "exact bpd", "payload/exact", "streams/exact", "solid payload/exact",
+          "solid/exact"],
+         [(r[0], f"{r[1]:.4f}", f"{r[2]:.4f}", f"{r[3]:.4f}", f"{r[14]:.5f}", f"{r[4]:.5f}")
+          for r in rows])
   print("(3) throughput (datapoints/s) and network calls per datapoint "
         "(incl. micro-batch padding)")
   _table(["budget", "encode", "decode", "solid enc", "solid dec", "calls/datapoint"],
