@@ -21,18 +21,13 @@ import tensorflow as tf
 
 from tf_ardm import cli
 from tf_ardm import codec
+from tf_ardm import codec_flags  # pylint: disable=unused-import
 from tf_ardm import container
 
-flags.DEFINE_string("model", None, "Codec export (or an export root holding codec/), "
-                    "or a trained model directory.")
 flags.DEFINE_integer("budget", None, "Network calls per datapoint, in [1, D] "
                      "(default: min(D, 100)).", lower_bound=1)
 flags.DEFINE_bool("normalize", False, "Map text to the a-z/space alphabet first "
                   "(lossy: decompression gives the normalised text).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing OUT.")
-flags.DEFINE_bool("verbose", False, "Print sizes, bits/dim, the model's exact "
-                  "code length and network calls (also -v).")
-flags.mark_flag_as_required("model")
 
 FLAGS = flags.FLAGS
 
