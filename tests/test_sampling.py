@@ -113,3 +113,26 @@ def test_model_without_loss_components_refuses_budgets_below_d():
     scorer.policy(budget=tf.constant(4))
   with pytest.raises(tf.errors.InvalidArgumentError, match="budget must be"):
     scorer.policy(budget=tf.constant(17))
+
+
+@pytest.fixture(scope="module")
+def tiny_servable():
+  return servable.Servable(OAARDM(tiny_config()))
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda s, x: s.step_loss(x, tf.constant([1, 2, 3]), tf.constant(0)),
+     "t must have the batch size of x"),
+    (lambda s, x: s.step_loss(x, tf.constant([16, 2]), tf.constant(0)),
+     "t must be < D = 16"),
+    (lambda s, x: s.step_loss(x, tf.constant([-1, 2]), tf.constant(0)), "t must be >= 0"),
+    (lambda s, x: s.infill(x, tf.zeros([3, 4, 4, 1], tf.int32), tf.constant(4),
+                           tf.constant(0)), "known must have the batch size of x"),
+    (lambda s, x: s.elbo(x, tf.constant([0, 5, 3]), tf.constant(0)),
+     "strictly increasing"),
+    (lambda s, x: s.elbo(x, tf.constant([0, 16]), tf.constant(0)), "< D = 16"),
+    (lambda s, x: s.log_prob(x + 5, tf.constant(16)), "values >= K = 5"),
+])
+def test_signature_inputs_that_do_not_fit_give_clear_errors(tiny_servable, call, message):
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    call(tiny_servable, tf.zeros([2, 4, 4, 1], tf.int32))

@@ -29,6 +29,9 @@ flags.DEFINE_float("dropout", 0.0, "Dropout rate.", lower_bound=0.0, upper_bound
 flags.DEFINE_integer("num_layers", 12, "Transformer layers.", lower_bound=1)
 flags.DEFINE_integer("dim", 768, "Transformer width.", lower_bound=8)
 flags.DEFINE_integer("mlp_dim", 3072, "Transformer MLP width.", lower_bound=8)
+flags.DEFINE_enum("position_bias", "none", ["none", "alibi"],
+                  "Transformer attention bias: none (the reference) or alibi "
+                  "(fixed distance penalties; learns faster at small scale).")
 
 flags.register_validator("channels", lambda c: c % 4 == 0,
                          "--channels must be a multiple of 4")
@@ -54,7 +57,8 @@ def config_from_flags(data):
   else:
     network, kwargs = "transformer", dict(
         num_layers=FLAGS.num_layers, dim=FLAGS.dim, num_heads=FLAGS.num_heads,
-        mlp_dim=FLAGS.mlp_dim, dropout=FLAGS.dropout)
+        mlp_dim=FLAGS.mlp_dim, dropout=FLAGS.dropout,
+        position_bias=FLAGS.position_bias)
   return ModelConfig(dataset=data.name, kind=data.kind, shape=list(data.shape),
                      num_classes=data.num_classes, network=network,
                      network_kwargs=kwargs, ce_weight=FLAGS.ce_weight,

@@ -86,6 +86,14 @@ class Servable(tf.Module):
     tf.debugging.assert_less(x, self.num_classes,
                              message=f"x has values >= K = {self.num_classes}")
 
+  def _check_batch(self, x, other, name):
+    """`other`, once its batch size is checked against that of x."""
+    check = tf.debugging.assert_equal(
+        tf.shape(other)[0], tf.shape(x)[0],
+        message=f"{name} must have the batch size of x (one row per datapoint)")
+    with tf.control_dependencies([check]):
+      return tf.identity(other)
+
   def _check_budget(self, budget, max_budget=None):
     tf.debugging.assert_greater_equal(budget, 1, message="budget must be >= 1")
     tf.debugging.assert_less_equal(
@@ -116,7 +124,12 @@ class Servable(tf.Module):
 
   def _elbo(self, x, policy, seed):
     self._check_x(x)
+    tf.debugging.assert_positive(tf.size(policy), message="the policy is empty")
     tf.debugging.assert_equal(policy[0], 0, message="a policy starts at 0")
+    tf.debugging.assert_less(policy[-1], self.num_steps,
+                             message=f"policy steps must be < D = {self.num_steps}")
+    tf.debugging.assert_positive(policy[1:] - policy[:-1],
+                                 message="a policy must be strictly increasing")
     sigma, seed = self._random_order(x, seed, 1)
     index = tf.random.stateless_uniform([tf.shape(x)[0]], seed, 0,
                                         tf.size(policy), tf.int32)
@@ -124,6 +137,10 @@ class Servable(tf.Module):
 
   def _step_loss(self, x, t, seed):
     self._check_x(x)
+    t = self._check_batch(x, t, "t")
+    tf.debugging.assert_greater_equal(t, 0, message="t must be >= 0")
+    tf.debugging.assert_less(t, self.num_steps,
+                             message=f"t must be < D = {self.num_steps}")
     sigma, _ = self._random_order(x, seed, 3)
     terms = self.denoiser.elbo_terms(x, sigma, t)
     return {"loss_bpd": -terms["elbo_per_t"]}
@@ -137,6 +154,7 @@ class Servable(tf.Module):
   def _infill(self, x, known, budget, seed):
     """Samples the unknown positions; also -log2 p(x_unknown | x_known)."""
     self._check_x(x)
+    known = self._check_batch(x, known, "known")
     batch = tf.shape(x)[0]
     known = tf.reshape(tf.cast(known > 0, tf.int32), [batch, self.num_steps])
     num_known = tf.reduce_sum(known, axis=1)

@@ -32,6 +32,17 @@ def group_norm(channels):
   return tf.keras.layers.GroupNormalization(groups=groups, epsilon=1e-6)
 
 
+def alibi_bias(length, num_heads):
+  """Symmetric linear distance penalties -m_h |i - j|, float32 [H, N, N].
+
+  m_h = 2^(-8 (h + 1) / H) (Press et al. 2022, ALiBi, without the causal
+  mask): from the start some heads attend locally and some globally.
+  """
+  slopes = 2.0 ** (-8.0 * tf.range(1, num_heads + 1, dtype=tf.float32) / num_heads)
+  p = tf.range(length, dtype=tf.float32)
+  return -slopes[:, None, None] * tf.abs(p[:, None] - p[None, :])
+
+
 class SelfAttention(tf.keras.layers.Layer):
   """Multi-head self-attention over the positions of x [B, N, C] -> [B, N, C].
 
@@ -51,11 +62,13 @@ class SelfAttention(tf.keras.layers.Layer):
     self.out = dense(output_initializer or kernel_initializer)
     self.dropout = tf.keras.layers.Dropout(dropout)
 
-  def call(self, x, training=False):
+  def call(self, x, bias=None, training=False):
+    """bias: optional float32 [H, N, N] added to the attention logits."""
     shape = tf.shape(x)
     split = lambda h: tf.reshape(h, [shape[0], shape[1], self.num_heads, self.head_dim])
     q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
-    weights = tf.nn.softmax(tf.einsum("bqhd,bkhd->bhqk", q, k) * self.head_dim**-0.5)
+    logits = tf.einsum("bqhd,bkhd->bhqk", q, k) * self.head_dim**-0.5
+    weights = tf.nn.softmax(logits if bias is None else logits + bias)
     weights = self.dropout(weights, training=training)
     h = tf.einsum("bhqk,bkhd->bqhd", weights, v)
     return self.out(tf.reshape(h, shape))
