@@ -25,8 +25,9 @@ from tf_ardm import evaluation  # pylint: disable=g-import-not-at-top,wrong-impo
 from tf_ardm import images  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.data import text as text_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-flags.DEFINE_string("digits", "runs/digits/model", "Digits model (directory or export).")
-flags.DEFINE_string("text", "runs/text/model", "Text model (directory or export).")
+flags.DEFINE_string("digits", "runs/digits/model",
+                    "Digits model (directory or export); empty to skip.")
+flags.DEFINE_string("text", "runs/text/model", "Text model (directory or export); empty to skip.")
 flags.DEFINE_integer("passes", 8, "ELBO passes over the test split.")
 flags.DEFINE_string("out", "benchmarks/results", "Where plots and images go.")
 FLAGS = flags.FLAGS
@@ -98,8 +99,9 @@ def infill_text(scorer, x, start=100, length=50, budget=10):
 def main(argv):
   del argv
   os.makedirs(FLAGS.out, exist_ok=True)
-  scorer, config, x = curve("digits", FLAGS.digits)
-  infill_digits(scorer, config, x)
+  if FLAGS.digits:
+    scorer, config, x = curve("digits", FLAGS.digits)
+    infill_digits(scorer, config, x)
   if FLAGS.text:
     scorer, _, x = curve("text", FLAGS.text)
     infill_text(scorer, x)

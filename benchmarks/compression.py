@@ -16,7 +16,7 @@ For each model (trained here in about a minute each unless --digits_model /
 Every stream is decoded and checked.
 
 Usage: python benchmarks/compression.py [--digits_model=DIR] [--text_model=DIR]
-  [--budgets=8,16,32,D] [--limit=N] [--workdir=DIR]
+  [--datasets=digits,text] [--budgets=8,16,32,D] [--limit=N] [--workdir=DIR]
 """
 import argparse
 import os
@@ -182,6 +182,8 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--digits_model", help="trained digits model directory")
   parser.add_argument("--text_model", help="trained text model directory")
+  parser.add_argument("--datasets", default="digits,text",
+                      help="which of digits,text to run")
   parser.add_argument("--budgets", default="8,16,32,D")
   parser.add_argument("--limit", type=int, default=None, help="test datapoints")
   parser.add_argument("--workdir", default="/tmp/ardm_compression_benchmark",
@@ -189,6 +191,8 @@ def main(argv=None):
   args = parser.parse_args(argv)
   budgets = args.budgets.split(",")
   for name, path in (("digits", args.digits_model), ("text", args.text_model)):
+    if name not in args.datasets.split(","):
+      continue
     evaluate(name, path or train(name, args.workdir), budgets, args.limit)
 
 

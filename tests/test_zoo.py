@@ -15,7 +15,9 @@ from tf_ardm.errors import UserError
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO = os.path.join(REPO, "savedmodels")
 # (model, ELBO bits/dim, its standard error, exact fixed-order NLL) from the README.
-STATED = [("digits", 1.723, 0.015, 1.741)]
+# The text model's exact NLL (250 sequential calls over the test split, minutes
+# on 2 cores) is stated but only its ELBO is re-measured here.
+STATED = [("digits", 1.723, 0.015, 1.741), ("text", 2.746, 0.056, 2.769)]
 
 
 @pytest.mark.slow
@@ -25,9 +27,10 @@ def test_shipped_model_matches_readme(name, elbo, se, nll):
     readme = f.read()
   assert f"{elbo:.3f} ± {se:.3f}" in readme and f"{nll:.3f}" in readme
   scorer, config = evaluation.load_scorer(model=os.path.join(ZOO, name))
-  x = datasets.load(config.dataset).splits["test"]
-  measured_nll = evaluation.exact_nll(scorer, x, config.num_steps)
-  assert measured_nll == pytest.approx(nll, abs=1e-3)
+  x = evaluation.load_split(config, "test")
+  if config.kind == "image":
+    measured_nll = evaluation.exact_nll(scorer, x, config.num_steps)
+    assert measured_nll == pytest.approx(nll, abs=1e-3)
   measured, measured_se = evaluation.elbo(scorer, x, np.arange(config.num_steps), passes=4,
                                           seed=7)
   assert abs(measured - elbo) < 3 * np.hypot(se, measured_se), (measured, elbo)
