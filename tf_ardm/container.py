@@ -26,12 +26,12 @@ File layout (integers are LEB128 varints):
 import dataclasses
 import io
 import os
-import shutil
 import tempfile
 
 import numpy as np
 from PIL import Image
 
+from tf_ardm import atomic
 from tf_ardm.data import text as text_lib
 from tf_ardm.errors import UserError
 
@@ -358,22 +358,12 @@ def commit(outputs, out_path):
   if list(outputs) == [""]:
     write_atomic(out_path, outputs[""])
     return
-  parent = os.path.dirname(os.path.abspath(out_path))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".ardm-", dir=parent)
-  try:
+  with atomic.directory(out_path) as tmp:
     for rel, data in outputs.items():
       path = os.path.join(tmp, rel)
       os.makedirs(os.path.dirname(path), exist_ok=True)
       with open(path, "wb") as f:
         f.write(data)
-    if os.path.isdir(out_path):
-      shutil.rmtree(out_path)
-    elif os.path.exists(out_path):
-      os.unlink(out_path)
-    os.replace(tmp, out_path)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def describe(name, values, file_bytes, stream_bytes, exact_bits, budget):

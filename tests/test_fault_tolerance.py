@@ -1,0 +1,155 @@
+"""Scale-out and fault tolerance: preemption, atomic writes, determinism, multi-worker."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+from absl import flags
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import tiny_config
+from tf_ardm import atomic
+from tf_ardm import strategies
+from tf_ardm import train as train_lib
+from tf_ardm.data import datasets
+
+FLAGS = flags.FLAGS
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EVERY = 3
+# Epochs longer than the test runs: no validation or summaries, only steps.
+TRAIN = ["--dataset=digits", "--channels=16", "--num_res_blocks=1", "--batch_size=16",
+         "--train_steps=100000", "--steps_per_epoch=50000", "--jit_compile=false",
+         f"--checkpoint_every={EVERY}"]
+
+
+class _Train:
+  """A `python -m tf_ardm.train` process whose stdout is read line by line."""
+
+  def __init__(self, workdir):
+    self.proc = subprocess.Popen(
+        [sys.executable, "-m", "tf_ardm.train", *TRAIN, f"--workdir={workdir}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    self.lines = []
+
+  def wait_for(self, pattern, timeout=300):
+    """Reads stdout until a line matches `pattern`; returns the match."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+      line = self.proc.stdout.readline()
+      if not line:
+        break
+      self.lines.append(line)
+      found = re.search(pattern, line)
+      if found:
+        return found
+    self.proc.kill()
+    raise AssertionError(f"no {pattern!r} in: {''.join(self.lines)[-2000:]}"
+                         f"{self.proc.stderr.read()[-2000:]}")
+
+  def end(self, sig):
+    """Sends `sig`; returns (exit status, rest of stdout, stderr)."""
+    self.proc.send_signal(sig)
+    out, err = self.proc.communicate(timeout=300)
+    self.lines.append(out)
+    return self.proc.returncode, err
+
+  def checkpoints(self):
+    return [int(s) for s in re.findall(r"checkpoint at step (\d+)", "".join(self.lines))]
+
+  def kill(self):
+    if self.proc.poll() is None:
+      self.proc.kill()
+      self.proc.communicate()
+
+
+@pytest.mark.slow
+def test_sigterm_backs_up_and_sigkill_loses_at_most_checkpoint_every(tmp_path):
+  workdir = tmp_path / "run"
+  runs = []
+  try:
+    # SIGTERM: a backup at the running step, one line on stderr, status 143.
+    runs.append(_Train(workdir))
+    runs[-1].wait_for(rf"checkpoint at step {EVERY}\b")
+    status, err = runs[-1].end(signal.SIGTERM)
+    assert status == train_lib.PREEMPTED_EXIT_CODE, err[-3000:]
+    stopped = int(re.search(r"stopped by SIGTERM at step (\d+)", err).group(1))
+    assert stopped >= EVERY and runs[-1].checkpoints()[-1] == stopped
+    assert [line for line in err.splitlines() if line.startswith("stopped:")] == [
+        f"stopped: training stopped by SIGTERM at step {stopped}; its state is saved: "
+        "re-run the same command to continue"]
+    assert "Traceback" not in err
+    # The same command continues at that step, then is killed with SIGKILL
+    # after its second backup.
+    runs.append(_Train(workdir))
+    runs[-1].wait_for(rf"resumed at step {stopped}\b")
+    runs[-1].wait_for(rf"checkpoint at step {stopped + 2 * EVERY}\b")
+    status, _ = runs[-1].end(signal.SIGKILL)
+    assert status == -signal.SIGKILL
+    backups = runs[-1].checkpoints()
+    # Backups every EVERY steps, so the kill lost fewer than EVERY steps...
+    assert backups == list(range(stopped + EVERY, backups[-1] + 1, EVERY))
+    # ...and the same command continues from the last one (or from one that
+    # was written just before the kill, before its line was printed).
+    runs.append(_Train(workdir))
+    resumed = int(runs[-1].wait_for(r"resumed at step (\d+)").group(1))
+    assert resumed in (backups[-1], backups[-1] + EVERY)
+    status, _ = runs[-1].end(signal.SIGTERM)
+    assert status == train_lib.PREEMPTED_EXIT_CODE
+  finally:
+    for run in runs:
+      run.kill()
+  # Nothing half-written: no final model or export of an unfinished run, and
+  # the backup index names a complete checkpoint.
+  assert sorted(os.listdir(workdir)) == ["backup", "tensorboard"]
+  latest = tf.train.latest_checkpoint(str(workdir / "backup" / "chief"))
+  assert latest and os.path.isfile(latest + ".index")
+
+
+def test_atomic_directory_replaces_only_on_success(tmp_path):
+  target = tmp_path / "out"
+  target.mkdir()
+  (target / "old").write_text("old")
+  with pytest.raises(RuntimeError):
+    with atomic.directory(str(target)) as tmp:
+      with open(os.path.join(tmp, "new"), "w") as f:
+        f.write("half")
+      raise RuntimeError("killed mid-write")
+  assert os.listdir(target) == ["old"] and os.listdir(tmp_path) == ["out"]
+  with atomic.directory(str(target)) as tmp:
+    with open(os.path.join(tmp, "new"), "w") as f:
+      f.write("new")
+  assert os.listdir(target) == ["new"] and os.listdir(tmp_path) == ["out"]
+
+
+def _flags(workdir, *extra):
+  FLAGS.unparse_flags()
+  FLAGS(["train", "--batch_size=16", "--steps_per_epoch=3", "--train_steps=3",
+         "--learning_rate=1e-3", "--ema_decay=0.9", "--sample_budget=4",
+         "--eval_batch_size=360", "--jit_compile=false", f"--workdir={workdir}", *extra])
+
+
+def _weights(model):
+  return [w.numpy() for w in model.network.weights + model.ema_network.weights] + [
+      model.loss_tracker.ema.numpy(), model.loss_tracker.count.numpy()]
+
+
+@pytest.mark.slow
+def test_deterministic_runs_give_bitwise_identical_weights(tmp_path):
+  data = datasets.load("digits")
+  config = tiny_config(shape=(8, 8, 1), num_classes=17)
+  runs = []
+  for name in ("a", "b"):
+    _flags(str(tmp_path / name), "--deterministic", "--seed=7")
+    runs.append(_weights(train_lib.train(data, config, str(tmp_path / name),
+                                         strategies.build("one_device"))))
+  FLAGS.unparse_flags()
+  assert len(runs[0]) > 10 and runs[0][-1].sum() == 3 * 16  # Trained 3 steps of 16.
+  for a, b in zip(*runs):
+    np.testing.assert_array_equal(a, b)
