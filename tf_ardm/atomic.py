@@ -1,7 +1,7 @@
-"""Atomic writes of directories: nothing half-written is ever left in place.
+"""Atomic writes of files and directories: nothing half-written is left in place.
 
-A directory is assembled under a hidden temporary name next to its target
-and renamed into place only when complete. A kill at any moment leaves either
+A file or directory is written under a hidden temporary name next to its
+target and renamed into place only when complete. A kill at any moment leaves either
 the old directory or the new one (plus, at worst, a hidden `.tmp-*` leftover).
 """
 import contextlib
@@ -32,3 +32,25 @@ def directory(path):
       shutil.rmtree(old, ignore_errors=True)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def file(path):
+  """Yields a temporary file path (same suffix) that replaces `path` on success.
+
+  On an exception the temporary file is removed and `path` is untouched.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1],
+                             dir=directory)
+  os.close(fd)
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600, widened as open() would.
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)

@@ -19,6 +19,7 @@ import tensorflow as tf
 from tf_ardm import callbacks as callbacks_lib
 from tf_ardm import checkpoints
 from tf_ardm import cli
+from tf_ardm import errors
 from tf_ardm import exports
 from tf_ardm import input_pipeline
 from tf_ardm import model_flags
@@ -113,6 +114,9 @@ def train(data, config, workdir, strategy, extra_callbacks=()):
 
 def main(argv):
   del argv
+  export_dir = FLAGS.export_dir or os.path.join(FLAGS.workdir, "export")
+  errors.check_writable(os.path.join(FLAGS.workdir, "model"), "--workdir")
+  errors.check_writable(export_dir, "--export_dir")
   data = model_flags.load_data()
   config = model_flags.config_from_flags(data)
   strategy = strategies.build(FLAGS.strategy, FLAGS.tpu)
@@ -125,7 +129,6 @@ def main(argv):
     sys.exit(PREEMPTED_EXIT_CODE)
   model_dir = os.path.join(FLAGS.workdir, "model")
   checkpoints.save(model, model_dir)
-  export_dir = FLAGS.export_dir or os.path.join(FLAGS.workdir, "export")
   serving, codec = exports.write(checkpoints.restore(model_dir), export_dir)
   print(f"model: {model_dir}\nservable export: {serving}\ncodec export: {codec}")
 
