@@ -88,19 +88,20 @@ def write(path, x, config):
 def main(argv):
   del argv
   errors.check_writable(FLAGS.out, "--out")
+  infill = None if FLAGS.infill is None else _load_npy(FLAGS.infill, "--infill")
   scorer, config = model_source.load()
   d = config.num_steps
   budget = FLAGS.budget or d
   if budget > d:
     raise cli.UserError(f"--budget={budget} exceeds D = {d}")
   seed = tf.constant(FLAGS.seed)
-  if FLAGS.infill is None:
+  if infill is None:
     x = scorer.sample(num=tf.constant(FLAGS.num), budget=tf.constant(budget),
                       seed=seed)["samples"].numpy()
     write(FLAGS.out, x, config)
     print(f"wrote {len(x)} samples ({budget} network calls) to {FLAGS.out}")
     return
-  x = check_data(_load_npy(FLAGS.infill, "--infill"), config)
+  x = check_data(infill, config)
   known = known_mask(FLAGS.known, x, config)
   unknown = (known == 0).reshape(len(x), -1).sum(1).min()
   if budget > unknown:
