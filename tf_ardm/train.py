@@ -127,6 +127,8 @@ def main(argv):
   except preemption.Preempted as e:
     print(f"stopped: {e}", file=sys.stderr)
     sys.exit(PREEMPTED_EXIT_CODE)
+  if not strategy.extended.should_checkpoint:
+    return  # A multi-worker run: the chief writes the model and the exports.
   model_dir = os.path.join(FLAGS.workdir, "model")
   checkpoints.save(model, model_dir)
   serving, codec = exports.write(checkpoints.restore(model_dir), export_dir)
