@@ -9,18 +9,12 @@ import sys
 import textwrap
 import time
 
-from absl import flags
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_config
 from tf_ardm import atomic
-from tf_ardm import strategies
 from tf_ardm import train as train_lib
-from tf_ardm.data import datasets
-
-FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVERY = 3
 # Epochs longer than the test runs: no validation or summaries, only steps.
@@ -128,33 +122,6 @@ def test_atomic_directory_replaces_only_on_success(tmp_path):
   assert os.listdir(target) == ["new"] and os.listdir(tmp_path) == ["out"]
 
 
-def _flags(workdir, *extra):
-  FLAGS.unparse_flags()
-  FLAGS(["train", "--batch_size=16", "--steps_per_epoch=3", "--train_steps=3",
-         "--learning_rate=1e-3", "--ema_decay=0.9", "--sample_budget=4",
-         "--eval_batch_size=360", "--jit_compile=false", f"--workdir={workdir}", *extra])
-
-
-def _weights(model):
-  return [w.numpy() for w in model.network.weights + model.ema_network.weights] + [
-      model.loss_tracker.ema.numpy(), model.loss_tracker.count.numpy()]
-
-
-@pytest.mark.slow
-def test_deterministic_runs_give_bitwise_identical_weights(tmp_path):
-  data = datasets.load("digits")
-  config = tiny_config(shape=(8, 8, 1), num_classes=17)
-  runs = []
-  for name in ("a", "b"):
-    _flags(str(tmp_path / name), "--deterministic", "--seed=7")
-    runs.append(_weights(train_lib.train(data, config, str(tmp_path / name),
-                                         strategies.build("one_device"))))
-  FLAGS.unparse_flags()
-  assert len(runs[0]) > 10 and runs[0][-1].sum() == 3 * 16  # Trained 3 steps of 16.
-  for a, b in zip(*runs):
-    np.testing.assert_array_equal(a, b)
-
-
 _WORKER = textwrap.dedent("""
     import sys
     import numpy as np
@@ -163,10 +130,11 @@ _WORKER = textwrap.dedent("""
     from conftest import tiny_config
     from tf_ardm import strategies, train
     from tf_ardm.data import datasets
-    workdir, out, strategy = sys.argv[1:]
+    workdir, out, strategy, *extra = sys.argv[1:]
     flags.FLAGS(["train", "--batch_size=16", "--steps_per_epoch=3", "--train_steps=3",
                  "--learning_rate=1e-3", "--ema_decay=0.9", "--sample_budget=4",
-                 "--eval_batch_size=360", "--jit_compile=false", f"--workdir={workdir}"])
+                 "--eval_batch_size=360", "--jit_compile=false", f"--workdir={workdir}",
+                 *extra])
     strategy = strategies.build(strategy)
     model = train.train(datasets.load("digits"), tiny_config(shape=(8, 8, 1), num_classes=17),
                         workdir, strategy)
@@ -175,6 +143,25 @@ _WORKER = textwrap.dedent("""
              count=model.loss_tracker.count.numpy())
     print("replicas", strategy.num_replicas_in_sync)
 """)
+
+
+def _train(tmp_path, name, strategy, *extra):
+  """Trains 3 steps of batch 16 in a fresh process; returns its npz."""
+  env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+  out = subprocess.run(
+      [sys.executable, "-c", _WORKER, str(tmp_path / name), str(tmp_path / f"{name}.npz"),
+       strategy, *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return np.load(tmp_path / f"{name}.npz")
+
+
+@pytest.mark.slow
+def test_deterministic_runs_give_bitwise_identical_weights(tmp_path):
+  a, b = (_train(tmp_path, name, "one_device", "--deterministic", "--seed=7")
+          for name in ("a", "b"))
+  assert len(a.files) > 10 and a["count"].sum() == 3 * 16  # 3 steps of 16.
+  for name in a.files:
+    np.testing.assert_array_equal(a[name], b[name])
 
 
 def _free_ports(n):
@@ -200,11 +187,7 @@ def test_two_workers_on_localhost_equal_one_process_over_the_global_batch(tmp_pa
           [sys.executable, "-c", _WORKER, str(tmp_path / "multi"),
            str(tmp_path / f"worker{i}.npz"), "multi_worker"],
           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    single = subprocess.run(
-        [sys.executable, "-c", _WORKER, str(tmp_path / "single"), str(tmp_path / "single.npz"),
-         "one_device"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-3000:]
+    one = _train(tmp_path, "single", "one_device")
     for proc in procs:
       out, err = proc.communicate(timeout=600)
       assert "replicas 2" in out, err[-3000:]
@@ -213,7 +196,7 @@ def test_two_workers_on_localhost_equal_one_process_over_the_global_batch(tmp_pa
       if proc.poll() is None:
         proc.kill()
         proc.communicate()
-  w0, w1, one = (np.load(tmp_path / f"{n}.npz") for n in ("worker0", "worker1", "single"))
+  w0, w1 = (np.load(tmp_path / f"worker{i}.npz") for i in range(2))
   assert len(w0.files) > 10
   for name in w0.files:  # The workers agree bit for bit.
     np.testing.assert_array_equal(w0[name], w1[name])
