@@ -183,3 +183,90 @@ def test_model_without_loss_components_gives_clear_error(tmp_path):
       "error: the model has no loss components, so only budget D = 64 is possible; "
       "train it longer or run tf_ardm.evaluate --loss_components"]
   assert not (tmp_path / "s.png").exists()
+
+
+SHIPPED = os.path.join(REPO, "savedmodels", "digits")
+
+
+def _bad_inputs(d):
+  """Input files of every kind a user can get wrong, under directory d."""
+  (d / "empty.png").write_bytes(b"")
+  (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+  (d / "empty.npy").write_bytes(b"")
+  (d / "corrupt.npy").write_bytes(b"\x93NUMPY garbage")
+  np.save(d / "float.npy", np.zeros([2, 8, 8, 1], np.float32))
+  np.save(d / "x.npy", np.zeros([2, 8, 8, 1], np.int32))
+  (d / "empty.ardm").write_bytes(b"")
+  (d / "corrupt.ardm").write_bytes(b"ARDM\x01" + bytes(range(40)))
+  (d / "a_file").write_text("not a directory")
+  (d / "corrupt.cfg").write_text("--batch_size=many\n")
+  (d / "empty_dir").mkdir()
+  (d / "corrupt_model").mkdir()
+  (d / "corrupt_model" / "config.json").write_text('{"model": {"shape": ')
+
+
+def _snapshot(d):
+  return {str(p.relative_to(d)): p.read_bytes() if p.is_file() else None
+          for p in sorted(d.rglob("*"))}
+
+
+# (command, arguments with {d} for the input directory, part of the message).
+BAD_INPUT = [
+    ("train", ["--flagfile={d}/corrupt.cfg"], "--batch_size=many"),
+    ("train", ["--checkpoint_every=0"], "--checkpoint_every=0"),
+    ("train", ["--dataset=cifar10", "--data_dir={d}/empty.npy"], "cifar10"),
+    ("train", ["--workdir={d}/a_file/run"], "Not a directory"),
+    ("train", ["--export_dir={d}/a_file/export"], "Not a directory"),
+    ("train", ["--strategy=tpu"], "no TPU found"),
+    ("evaluate", ["--model={d}/a_file"], "not a SavedModel export"),
+    ("evaluate", ["--checkpoint={d}/empty_dir"], "no trained model"),
+    ("evaluate", [f"--model={SHIPPED}", "--passes=0"], "--passes=0"),
+    ("evaluate", [f"--model={SHIPPED}", "--budgets=4", "--plot={d}/a_file/b.png"],
+     "Not a directory"),
+    ("sample", [f"--model={SHIPPED}", "--infill={d}/empty.npy", "--out={d}/s.png"],
+     "not a valid .npy file"),
+    ("sample", [f"--model={SHIPPED}", "--infill={d}/corrupt.npy", "--out={d}/s.png"],
+     "not a valid .npy file"),
+    ("sample", [f"--model={SHIPPED}", "--infill={d}/float.npy", "--out={d}/s.png"],
+     "must be integers"),
+    ("sample", [f"--model={SHIPPED}", "--infill={d}/missing.npy", "--out={d}/s.png"],
+     "does not exist"),
+    ("sample", [f"--model={SHIPPED}", "--out={d}/a_file/s.png"], "Not a directory"),
+    ("sample", [f"--model={SHIPPED}", "--num=0", "--out={d}/s.png"], "--num=0"),
+    ("compress", [f"--model={SHIPPED}", "{d}/missing.png", "{d}/out.ardm"], "does not exist"),
+    ("compress", [f"--model={SHIPPED}", "{d}/empty.png", "{d}/out.ardm"], "not a readable PNG"),
+    ("compress", [f"--model={SHIPPED}", "{d}/float.npy", "{d}/out.ardm"], "expected integers"),
+    ("compress", [f"--model={SHIPPED}", "{d}/x.npy", "{d}/a_file/out.ardm"], "Not a directory"),
+    ("compress", [f"--model={SHIPPED}", "--budget=65", "{d}/x.npy", "{d}/out.ardm"],
+     "[1, D = 64]"),
+    ("compress", ["--model={d}/empty_dir", "{d}/x.npy", "{d}/out.ardm"], "neither a codec"),
+    ("decompress", [f"--model={SHIPPED}", "{d}/missing.ardm", "{d}/out.npy"], "does not exist"),
+    ("decompress", [f"--model={SHIPPED}", "{d}/empty.ardm", "{d}/out.npy"], "truncated"),
+    ("decompress", [f"--model={SHIPPED}", "{d}/corrupt.ardm", "{d}/out.npy"], "corrupt.ardm"),
+    ("decompress", [f"--model={SHIPPED}", "{d}/x.npy", "{d}/out.npy"], "not an .ardm file"),
+    ("decompress", [f"--model={SHIPPED}", "{d}/empty.ardm", "{d}/a_file/out.npy"],
+     "Not a directory"),
+    ("export", ["--checkpoint={d}/missing", "--export_dir={d}/export"], "no trained model"),
+    ("export", ["--checkpoint={d}/corrupt_model", "--export_dir={d}/export"], "corrupt"),
+    ("export", ["--checkpoint={d}/corrupt_model", "--export_dir={d}/a_file/export"],
+     "Not a directory"),
+    ("export", ["--checkpoint={d}/corrupt_model", "--export_dir={d}/export", "--version=0"],
+     "--version=0"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command,args,message", BAD_INPUT,
+                         ids=[f"{c}-{i}" for i, (c, _, _) in enumerate(BAD_INPUT)])
+def test_bad_input_across_commands(tmp_path, command, args, message):
+  """One line `error: ...`, exit status 2, nothing written, inputs untouched."""
+  _bad_inputs(tmp_path)
+  before = _snapshot(tmp_path)
+  args = [a.format(d=tmp_path) for a in args]
+  if command == "train":  # Never the default workdir in the repository.
+    args = [f"--workdir={tmp_path}/run"] + args
+  out = run(command, *args, check=False)
+  assert out.returncode == 2, out.stderr[-3000:]
+  lines = out.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
+  assert _snapshot(tmp_path) == before

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tf_ardm import atomic
 from tf_ardm.config import ModelConfig
 from tf_ardm.errors import UserError
 from tf_ardm.models.ardm import OAARDM
@@ -25,18 +26,14 @@ def _checkpoint(model):
 
 def save(model, directory):
   """Writes config.json and the weights of `model` into `directory`, atomically."""
-  tmp = directory.rstrip("/") + ".tmp"
-  tf.io.gfile.makedirs(tmp)
-  with open(os.path.join(tmp, CONFIG), "w") as f:
-    f.write(json.dumps({"model": json.loads(model.config.to_json()),
-                        "ema_decay": model.ema_decay}, indent=2))
-  _checkpoint(model).write(os.path.join(tmp, "model"))
-  heldout = getattr(model, "heldout_loss_components", None)
-  if heldout is not None:
-    np.save(os.path.join(tmp, HELDOUT), heldout)
-  if tf.io.gfile.exists(directory):
-    tf.io.gfile.rmtree(directory)
-  os.replace(tmp, directory)
+  with atomic.directory(directory) as tmp:
+    with open(os.path.join(tmp, CONFIG), "w") as f:
+      f.write(json.dumps({"model": json.loads(model.config.to_json()),
+                          "ema_decay": model.ema_decay}, indent=2))
+    _checkpoint(model).write(os.path.join(tmp, "model"))
+    heldout = getattr(model, "heldout_loss_components", None)
+    if heldout is not None:
+      np.save(os.path.join(tmp, HELDOUT), heldout)
 
 
 def restore(directory):

@@ -1,8 +1,8 @@
 """Command-line plumbing shared by the entry points.
 
 `run(main)` is absl's app.run, except that a `UserError` (bad flags, a missing
-or corrupt file, bad input) or a failed input assertion inside a graph prints
-one line `error: ...` and exits with 2.
+or corrupt file, bad input), a file-system error or a failed input assertion
+inside a graph prints one line `error: ...` and exits with 2.
 """
 import os
 import re
@@ -34,6 +34,8 @@ def run(main, aliases=None):
     except tf.errors.InvalidArgumentError as e:
       # Our graphs validate their inputs with assertions; report the reason.
       _fail(assertion_message(e))
+    except OSError as e:  # A file that can't be read or written.
+      _fail(f"{e.filename}: {e.strerror}" if e.filename else str(e))
   aliases = aliases or {}
   app.run(guarded, flags_parser=lambda argv: _parse_flags([aliases.get(a, a) for a in argv]))
 

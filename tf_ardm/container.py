@@ -26,14 +26,13 @@ File layout (integers are LEB128 varints):
 import dataclasses
 import io
 import os
-import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image
 
+from tf_ardm import atomic
 from tf_ardm.data import text as text_lib
-from tf_ardm.errors import UserError
+from tf_ardm.errors import UserError, check_writable
 
 MAGIC = b"ARDM"
 VERSION = 1
@@ -299,20 +298,6 @@ def check_count(original, config, count, path):
                     f"of shape {list(shape)})")
 
 
-def write_atomic(path, data):
-  """Writes bytes to path via a temporary file in the same directory."""
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=".ardm-", dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 # ------------------------------------------------------------------ paths ---
 
 
@@ -330,6 +315,7 @@ def plan(in_path, out_path, rename, select=None, overwrite=False):
     raise UserError(f"{out_path} exists; remove it or pass --overwrite")
   if os.path.abspath(in_path) == os.path.abspath(out_path):
     raise UserError("the input and the output are the same path")
+  check_writable(out_path, "the output")
   if not os.path.isdir(in_path):
     if os.path.isdir(out_path):
       raise UserError(f"{out_path} is a directory; give the output file's path")
@@ -356,24 +342,15 @@ def commit(outputs, out_path):
   place; an existing out_path is replaced only then.
   """
   if list(outputs) == [""]:
-    write_atomic(out_path, outputs[""])
+    with atomic.file(out_path) as tmp, open(tmp, "wb") as f:
+      f.write(outputs[""])
     return
-  parent = os.path.dirname(os.path.abspath(out_path))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".ardm-", dir=parent)
-  try:
+  with atomic.directory(out_path) as tmp:
     for rel, data in outputs.items():
       path = os.path.join(tmp, rel)
       os.makedirs(os.path.dirname(path), exist_ok=True)
       with open(path, "wb") as f:
         f.write(data)
-    if os.path.isdir(out_path):
-      shutil.rmtree(out_path)
-    elif os.path.exists(out_path):
-      os.unlink(out_path)
-    os.replace(tmp, out_path)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def describe(name, values, file_bytes, stream_bytes, exact_bits, budget):

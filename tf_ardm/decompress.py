@@ -69,11 +69,11 @@ def main(argv):
   jobs = container.plan(in_path, out_path, lambda rel: rel[:-len(".ardm")],
                         select=lambda rel: rel.endswith(".ardm"),
                         overwrite=FLAGS.overwrite)
-  coder = codec.load(FLAGS.model)
   files = []
   for src, _ in jobs:
     with open(src, "rb") as f:
       files.append((src, *container.unpack(f.read(), src)))
+  coder = codec.load(FLAGS.model)
   data, headers = decompress_all(coder, files)
   outputs = {rel: container.rebuild(x, original, coder.config)
              for (_, rel), (_, original, _), x in zip(jobs, files, data)}

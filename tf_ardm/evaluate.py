@@ -12,6 +12,7 @@ import numpy as np
 
 from tf_ardm import checkpoints
 from tf_ardm import cli
+from tf_ardm import errors
 from tf_ardm import evaluation
 from tf_ardm import model_source
 from tf_ardm import servable as servable_lib
@@ -38,6 +39,10 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  if FLAGS.plot:
+    errors.check_writable(FLAGS.plot, "--plot")
+  if FLAGS.loss_components and FLAGS.checkpoint:
+    errors.check_writable(FLAGS.checkpoint, "--checkpoint")
   scorer, config = model_source.load()
   x = evaluation.load_split(config, FLAGS.split, FLAGS.data_dir, FLAGS.limit)
   d = config.num_steps

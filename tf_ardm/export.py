@@ -15,6 +15,7 @@ from absl import flags
 from tf_ardm import checkpoints
 from tf_ardm import cli
 from tf_ardm import codec
+from tf_ardm import errors
 from tf_ardm import exports
 
 flags.DEFINE_string("checkpoint", None, "Trained model directory (<workdir>/model).")
@@ -30,6 +31,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  errors.check_writable(FLAGS.export_dir, "--export_dir")
   serving, codec_dir = exports.write(checkpoints.restore(FLAGS.checkpoint), FLAGS.export_dir,
                                      FLAGS.version, FLAGS.micro_batch)
   print(f"servable export: {serving}\ncodec export: {codec_dir}")

@@ -4,6 +4,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from tf_ardm import atomic
+
 
 def to_uint8(x, num_classes):
   """Scales values in [0, K) to 0..255 for display, uint8 same shape."""
@@ -29,6 +31,7 @@ def grid(x, num_classes, scale=4, pad=1, cols=None):
 
 
 def save_grid(path, x, num_classes, scale=4, cols=None):
-  """Writes a PNG grid of images [N, H, W, C] to `path`."""
+  """Writes a PNG grid of images [N, H, W, C] to `path`, atomically."""
   g = grid(x, num_classes, scale, cols=cols)
-  Image.fromarray(g[..., 0] if g.shape[-1] == 1 else g).save(path)
+  with atomic.file(path) as tmp:
+    Image.fromarray(g[..., 0] if g.shape[-1] == 1 else g).save(tmp, format="PNG")

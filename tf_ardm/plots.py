@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np
 from PIL import Image
 
+from tf_ardm import atomic
+
 
 def _figure(series, xlabel, ylabel, title=None, logx=False):
   fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
@@ -37,5 +39,7 @@ def line_plot(series, xlabel, ylabel, title=None, logx=False):
 
 
 def save_line_plot(path, series, xlabel, ylabel, title=None, logx=False):
-  """Writes the plot of `line_plot` to a PNG file at `path`."""
-  Image.fromarray(line_plot(series, xlabel, ylabel, title, logx)).save(path)
+  """Writes the plot of `line_plot` to a PNG file at `path`, atomically."""
+  image = Image.fromarray(line_plot(series, xlabel, ylabel, title, logx))
+  with atomic.file(path) as tmp:
+    image.save(tmp, format="PNG")

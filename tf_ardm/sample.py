@@ -17,8 +17,10 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from tf_ardm import atomic
 from tf_ardm import cli
 from tf_ardm import images
+from tf_ardm import errors
 from tf_ardm import model_source
 from tf_ardm.data import text as text_lib
 
@@ -38,7 +40,7 @@ def _load_npy(path, what):
     raise cli.UserError(f"{what} file {path} does not exist")
   try:
     return np.load(path, allow_pickle=False)
-  except (ValueError, OSError) as e:
+  except (ValueError, OSError, EOFError) as e:
     raise cli.UserError(f"{path} is not a valid .npy file: {e}") from e
 
 
@@ -75,32 +77,31 @@ def check_data(x, config):
 
 
 def write(path, x, config):
-  """Writes samples [N, *shape]: a PNG grid for images, text lines otherwise."""
-  directory = os.path.dirname(os.path.abspath(path))
-  if not os.path.isdir(directory):
-    raise cli.UserError(f"cannot write {path}: {directory} does not exist")
+  """Writes samples [N, *shape], atomically: a PNG grid for images, text lines otherwise."""
   if config.kind == "image":
     images.save_grid(path, x, config.num_classes)
   else:
-    with open(path, "w") as f:
+    with atomic.file(path) as tmp, open(tmp, "w") as f:
       f.write("\n".join(text_lib.decode(s) for s in x) + "\n")
 
 
 def main(argv):
   del argv
+  errors.check_writable(FLAGS.out, "--out")
+  infill = None if FLAGS.infill is None else _load_npy(FLAGS.infill, "--infill")
   scorer, config = model_source.load()
   d = config.num_steps
   budget = FLAGS.budget or d
   if budget > d:
     raise cli.UserError(f"--budget={budget} exceeds D = {d}")
   seed = tf.constant(FLAGS.seed)
-  if FLAGS.infill is None:
+  if infill is None:
     x = scorer.sample(num=tf.constant(FLAGS.num), budget=tf.constant(budget),
                       seed=seed)["samples"].numpy()
     write(FLAGS.out, x, config)
     print(f"wrote {len(x)} samples ({budget} network calls) to {FLAGS.out}")
     return
-  x = check_data(_load_npy(FLAGS.infill, "--infill"), config)
+  x = check_data(infill, config)
   known = known_mask(FLAGS.known, x, config)
   unknown = (known == 0).reshape(len(x), -1).sum(1).min()
   if budget > unknown:

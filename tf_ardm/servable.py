@@ -23,12 +23,11 @@ The model's config is stored as JSON in the `config.json` asset and returned by
 the `config` function.
 """
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 
+from tf_ardm import atomic
 from tf_ardm import masks
 from tf_ardm import policies
 from tf_ardm import sampling
@@ -180,18 +179,10 @@ def export(model, export_dir):
 
 def save(module, export_dir):
   """Writes a Servable (or subclass) with its signatures to export_dir, atomically."""
-  parent = os.path.dirname(os.path.abspath(export_dir))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
-  try:
+  with atomic.directory(export_dir) as tmp:
     tf.saved_model.save(module, tmp, signatures=module.signatures())
     with open(os.path.join(tmp, "assets.extra.json"), "w") as f:
       f.write(module.config_json.numpy().decode())
-    if os.path.exists(export_dir):
-      shutil.rmtree(export_dir)
-    os.replace(tmp, export_dir)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
   return export_dir
 
 
