@@ -32,7 +32,8 @@ def main(argv):
   del argv
   serving, codec_dir = exports.write(checkpoints.restore(FLAGS.checkpoint), FLAGS.export_dir,
                                      FLAGS.version, FLAGS.micro_batch)
-  print(f"servable export: {serving}\ncodec export: {codec_dir}")
+  print(f"servable export: {serving}\n"
+        f"codec export: {codec_dir or 'none (the codec codes OA models only)'}")
 
 
 if __name__ == "__main__":

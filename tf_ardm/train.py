@@ -1,4 +1,7 @@
-r"""Trains an OA-ARDM: python -m tf_ardm.train --flagfile=configs/digits.cfg.
+r"""Trains an ARDM: python -m tf_ardm.train --flagfile=configs/digits.cfg.
+
+--model_type=oa|upscale --branching=b chooses an OA-ARDM or an Upscale ARDM
+(spec §6); the choice is stored in the model config.
 
 Runs a Keras model with a custom train_step under a tf.distribute strategy,
 with EMA weights, the per-step loss tracker, TensorBoard logs and resumable
@@ -21,7 +24,7 @@ from tf_ardm import input_pipeline
 from tf_ardm import model_flags
 from tf_ardm import optimizers
 from tf_ardm import strategies
-from tf_ardm.models.ardm import OAARDM
+from tf_ardm.models.upscale import build_model as build_ardm
 
 flags.DEFINE_string("workdir", "runs/digits", "Checkpoints, TensorBoard logs, model.")
 flags.DEFINE_string("export_dir", None, "Export root: <export_dir>/serving/1 "
@@ -56,7 +59,7 @@ FLAGS = flags.FLAGS
 def build_model(config, strategy):
   """The model and its compiled optimizer, under `strategy`."""
   with strategy.scope():
-    model = OAARDM(config, ema_decay=FLAGS.ema_decay, seed=FLAGS.seed)
+    model = build_ardm(config, ema_decay=FLAGS.ema_decay, seed=FLAGS.seed)
     optimizer = optimizers.build(
         FLAGS.optimizer, FLAGS.learning_rate, FLAGS.warmup_steps, FLAGS.beta1,
         FLAGS.beta2, weight_decay=FLAGS.weight_decay,
@@ -105,7 +108,8 @@ def main(argv):
   checkpoints.save(model, model_dir)
   export_dir = FLAGS.export_dir or os.path.join(FLAGS.workdir, "export")
   serving, codec = exports.write(checkpoints.restore(model_dir), export_dir)
-  print(f"model: {model_dir}\nservable export: {serving}\ncodec export: {codec}")
+  print(f"model: {model_dir}\nservable export: {serving}\n"
+        f"codec export: {codec or 'none (the codec codes OA models only)'}")
 
 
 if __name__ == "__main__":
