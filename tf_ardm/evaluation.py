@@ -154,7 +154,7 @@ def heldout_loss_components(scorer, x, num_steps, samples_per_step,
 def load_split(config, split, data_dir=None, limit=None):
   """The `split` of the model's dataset, int32 [N, *shape]."""
   seq_len = config.shape[0] if config.kind == "text" else 250
-  data = datasets.load(config.dataset, data_dir, seq_len)
+  data = datasets.load(config.dataset, data_dir, seq_len, patch_size=config.shape[0])
   if split not in data.splits:
     raise UserError(f"{config.dataset} has no {split} split")
   return data.splits[split][:limit]

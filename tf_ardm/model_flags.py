@@ -13,6 +13,7 @@ flags.DEFINE_string("data_dir", None,
                     "Directory (or file) holding the data of non-embedded "
                     "datasets: text8/text8.zip, a tfds data_dir or a .npz.")
 flags.DEFINE_integer("seq_len", 250, "Text chunk length (characters).", lower_bound=2)
+flags.DEFINE_enum("patch_size", "16", ["16", "32"], "photos: patch width and height.")
 flags.DEFINE_float("ce_weight", 0.001, "Weight of the cross-entropy auxiliary term.",
                    lower_bound=0.0)
 flags.DEFINE_integer("sigma_seed", 0, "Seed of the fixed order used for exact "
@@ -55,7 +56,8 @@ FLAGS = flags.FLAGS
 
 def load_data():
   """Loads the dataset named by the flags."""
-  return datasets.load(FLAGS.dataset, FLAGS.data_dir, FLAGS.seq_len)
+  return datasets.load(FLAGS.dataset, FLAGS.data_dir, FLAGS.seq_len,
+                       int(FLAGS.patch_size))
 
 
 def config_from_flags(data):
