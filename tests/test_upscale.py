@@ -7,13 +7,15 @@ import pytest
 import tensorflow as tf
 
 from conftest import ConstantLogits
+from tf_ardm import codec
 from tf_ardm import masks
 from tf_ardm import sampling
+from tf_ardm import servable
 from tf_ardm import transitions as tr
 from tf_ardm.config import ModelConfig
 from tf_ardm.errors import UserError
 from tf_ardm.models.ardm import Denoiser
-from tf_ardm.models.upscale import UpscaleDenoiser
+from tf_ardm.models.upscale import UpscaleDenoiser, build_model
 
 
 def upscale_config(shape=(2, 2, 3), k=256, b=4, transition="zero_lsb",
@@ -218,3 +220,51 @@ def test_bad_transitions_give_clear_errors(args, message):
 def test_config_rejects_text_transition_on_images():
   with pytest.raises(UserError, match="only applies to text data"):
     upscale_config((8, 8, 3), 256, 4, "text8")
+
+
+@pytest.fixture(scope="module", params=["data", "direct"])
+def tiny_upscale(request):
+  """An untrained Upscale-2 model over K = 8 (3 stages) and D = 2 positions."""
+  config = ModelConfig("x", "image", [2, 1, 1], 8, "unet",
+                       dict(channels=8, num_res_blocks=0), model_type="upscale",
+                       branching=2, parametrization=request.param)
+  model = build_model(config)
+  model.loss_tracker.update(tf.range(6), tf.constant([3.0, 2.0, 1.0, 1.0, 0.5, 0.2]))
+  return model
+
+
+def test_upscale_likelihood_is_a_distribution(tiny_upscale):
+  """sum_x p(x) = 1 over all 64 datapoints, sequentially and in parallel."""
+  scorer = servable.Servable(tiny_upscale)
+  x = tf.constant(np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(64, 2, 1, 1),
+                  tf.int32)
+  for budget in (2, 1):
+    bits = scorer.log_prob(x=x, budget=tf.constant(budget))["bits_per_dim"].numpy() * 2
+    assert np.sum(2.0**-bits) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_upscale_servable_signatures(tiny_upscale):
+  scorer = servable.Servable(tiny_upscale)
+  assert set(scorer.signatures()) == {"serving_default", "log_prob", "elbo", "step_loss",
+                                      "sample", "infill", "policy", "loss_components"}
+  assert scorer.policy(budget=tf.constant(1)).numpy().tolist() == [[0]] * 3
+  samples = scorer.sample(num=tf.constant(200), budget=tf.constant(1),
+                          seed=tf.constant(0))["samples"].numpy()
+  assert samples.min() >= 0 and samples.max() < 8
+  x = tf.constant([[[[5]], [[3]]]] * 4)
+  known = tf.constant([[[[1]], [[0]]]] * 4)
+  out = scorer.infill(x=x, known=known, budget=tf.constant(1), seed=tf.constant(1))
+  np.testing.assert_array_equal(out["samples"][:, 0], x[:, 0])
+  # The conditional of the one unknown value sums to one over its 8 values.
+  candidates = tf.constant([[[[5]], [[v]]] for v in range(8)])
+  bits = scorer.infill(x=candidates, known=tf.ones_like(candidates) * known[:1],
+                       budget=tf.constant(1), seed=tf.constant(1))["conditional_bits"]
+  assert np.sum(2.0**-bits.numpy()) == pytest.approx(1.0, abs=1e-4)
+  elbo = scorer.elbo(x=x, policy=tf.constant([[0, 1]] * 3), seed=tf.constant(0))
+  assert np.all(elbo["elbo_bpd"].numpy() <= 0)
+  assert scorer.loss_components()["loss_components"].shape == [6]
+
+
+def test_codec_refuses_upscale_models(tiny_upscale):
+  with pytest.raises(UserError, match="codes OA models only"):
+    codec.Codec(tiny_upscale)

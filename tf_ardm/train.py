@@ -14,6 +14,7 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from tf_ardm import callbacks as callbacks_lib
@@ -50,6 +51,9 @@ flags.DEFINE_integer("eval_batch_size", 200, "Evaluation batch size.", lower_bou
 flags.DEFINE_integer("sample_budget", 64, "Network calls for TensorBoard samples.",
                      lower_bound=1)
 flags.DEFINE_bool("jit_compile", True, "Compile the train step with XLA.")
+flags.DEFINE_float("max_train_minutes", None, "Stop training after this much "
+                   "wall-clock time after the first (compiling) step; then save "
+                   "and export as usual.", lower_bound=0.0)
 flags.DEFINE_integer("seed", 0, "Seed of the data order, orders and times.",
                      lower_bound=0)
 
@@ -79,6 +83,8 @@ def train(data, config, workdir, strategy, extra_callbacks=()):
   eval_ds = input_pipeline.eval_dataset(data.splits[eval_split], FLAGS.eval_batch_size)
   epochs = -(-FLAGS.train_steps // FLAGS.steps_per_epoch)
   tb = os.path.join(workdir, "tensorboard")
+  limit = callbacks_lib.TimeLimit(
+      float("inf") if FLAGS.max_train_minutes is None else FLAGS.max_train_minutes)
   model.fit(
       train_ds, epochs=epochs, steps_per_epoch=FLAGS.steps_per_epoch,
       validation_data=eval_ds, verbose=1,
@@ -89,10 +95,13 @@ def train(data, config, workdir, strategy, extra_callbacks=()):
           tf.keras.callbacks.TensorBoard(tb, update_freq=max(1, FLAGS.steps_per_epoch // 10)),
           callbacks_lib.SummaryCallback(os.path.join(tb, "samples"),
                                         sample_budget=FLAGS.sample_budget),
+          limit,
           *extra_callbacks,
       ])
-  if model.stop_training:
+  if not np.isfinite(model.loss_metric.result().numpy()):
     raise cli.UserError("training stopped: the loss became NaN")
+  logging.warning("trained %d steps in this run%s", limit.steps,
+                  " (time limit reached)" if limit.expired else "")
   return model
 
 
