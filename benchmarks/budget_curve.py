@@ -44,7 +44,7 @@ def curve(name, path):
   x = evaluation.load_split(config, "test")
   d = config.num_steps
   budgets = evaluation.budget_list(["powers"], d)
-  rows = evaluation.budget_table(scorer, x, budgets, FLAGS.passes)
+  rows = evaluation.budget_table(scorer, config, x, budgets, FLAGS.passes)
   full, full_se = evaluation.elbo(scorer, x, np.arange(d), FLAGS.passes)
   unit = "bits/char" if config.kind == "text" else "bits/dim"
   print(f"\n{name}: {len(x)} test datapoints, D = {d}, {FLAGS.passes} passes")

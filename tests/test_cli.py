@@ -36,6 +36,12 @@ def trained(tmp_path_factory):
     (["--batch_size=0"], "--batch_size=0"),
     (["--dropout=2"], "--dropout=2"),
     (["--flagfile=/nonexistent.cfg"], "/nonexistent.cfg does not exist"),
+    (["--dataset=photos", "--model_type=upscale", "--branching=3"],
+     "branching factor 3 does not fit K = 256 classes"),
+    (["--dataset=digits", "--model_type=upscale", "--branching=4"],
+     "branching factor 4 does not fit K = 17 classes"),
+    (["--dataset=photos", "--model_type=upscale", "--transition=text8"],
+     "the text8 vowel/consonant transition only applies to text data"),
 ])
 def test_bad_input_gives_one_line_error(args, message):
   out = run("train", *args, check=False)
@@ -270,3 +276,26 @@ def test_bad_input_across_commands(tmp_path, command, args, message):
   lines = out.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
   assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_upscale_model_through_every_command(tmp_path):
+  """Upscale-16 (2 stages) on photos: train, evaluate, sample; no codec."""
+  workdir = tmp_path / "up"
+  run("train", "--dataset=photos", "--model_type=upscale", "--branching=16",
+      "--channels=8", "--num_res_blocks=0", "--batch_size=8", "--train_steps=2",
+      "--steps_per_epoch=2", "--sample_budget=2", "--eval_batch_size=416",
+      f"--workdir={workdir}")
+  assert '"model_type": "upscale"' in (workdir / "model" / "config.json").read_text()
+  assert (workdir / "export" / "serving" / "1" / "saved_model.pb").is_file()
+  assert not (workdir / "export" / "codec").exists()
+  out = run("evaluate", f"--checkpoint={workdir / 'model'}", "--passes=1", "--limit=4",
+            "--noexact_nll", "--budgets=1,768").stdout
+  assert "2 stages" in out and "DP policy" in out
+  png = tmp_path / "s.png"
+  out = run("sample", f"--model={workdir / 'export'}", "--budget=2", "--num=4",
+            f"--out={png}").stdout
+  assert "4 network calls" in out and png.is_file()
+  out = run("compress", f"--model={workdir / 'model'}", str(png), str(tmp_path / "c"),
+            check=False)
+  assert out.returncode == 2 and "codes OA models only" in out.stderr

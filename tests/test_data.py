@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from tf_ardm.data import datasets
+from tf_ardm.data import photos
 from tf_ardm.data import text
 from tf_ardm.errors import UserError
 
@@ -55,3 +56,31 @@ def test_text8_and_cifar_npz_load_from_disk(tmp_path):
   np.savez(bad, x_train=np.zeros([4, 8, 8, 1], np.uint8), x_test=np.zeros([1, 8, 8, 1]))
   with pytest.raises(UserError, match="expected"):
     datasets.load("cifar10", str(bad))
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_photos_patches(size):
+  data = datasets.load("photos", patch_size=size)
+  assert data.shape == (size, size, 3) and data.num_classes == 256 and data.kind == "image"
+  for x in data.splits.values():
+    assert x.dtype == np.int32 and x.min() >= 0 and x.max() <= 255
+  # Test: the rightmost 128 of 640 columns tiled without overlap, 2 photographs.
+  assert len(data.splits["test"]) == 2 * (427 // size) * (128 // size)
+  assert len(data.splits["train"]) > 10 * len(data.splits["test"])
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_photos_test_patches_share_no_pixel_with_training_patches(monkeypatch, size):
+  """Every pixel gets a unique id; train and test ids must be disjoint."""
+  real = photos.photographs()
+  ids = np.arange(real[..., 0].size).reshape(real.shape[:3])
+  monkeypatch.setattr(photos, "photographs", lambda: np.repeat(ids[..., None], 3, -1))
+  split = photos.splits(size)
+  train, test = set(split["train"].ravel()), split["test"][..., 0].ravel()
+  assert not train & set(test)
+  assert len(set(test)) == len(test)  # Test patches do not overlap either.
+
+
+def test_photos_bad_patch_size():
+  with pytest.raises(UserError, match="16 or 32"):
+    datasets.load("photos", patch_size=24)

@@ -124,7 +124,7 @@ def tiny_servable():
     (lambda s, x: s.step_loss(x, tf.constant([1, 2, 3]), tf.constant(0)),
      "t must have the batch size of x"),
     (lambda s, x: s.step_loss(x, tf.constant([16, 2]), tf.constant(0)),
-     "t must be < D = 16"),
+     "t must be < S·D = 16"),
     (lambda s, x: s.step_loss(x, tf.constant([-1, 2]), tf.constant(0)), "t must be >= 0"),
     (lambda s, x: s.infill(x, tf.zeros([3, 4, 4, 1], tf.int32), tf.constant(4),
                            tf.constant(0)), "known must have the batch size of x"),

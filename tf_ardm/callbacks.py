@@ -1,4 +1,6 @@
 """Training callbacks: TensorBoard images of samples and the per-step loss curve."""
+import time
+
 import numpy as np
 import tensorflow as tf
 
@@ -43,3 +45,30 @@ class SummaryCallback(tf.keras.callbacks.Callback):
       else:
         tf.summary.text("samples", [text_lib.decode(s) for s in samples[:4]])
     self.writer.flush()
+
+
+class TimeLimit(tf.keras.callbacks.Callback):
+  """Stops training after `minutes` of wall-clock time.
+
+  The clock starts when the first step ends, so that XLA compilation does
+  not count.
+
+  Attributes:
+    expired: whether the limit stopped training.
+    steps: optimizer steps taken in this run.
+    elapsed: seconds since the first step ended.
+  """
+
+  def __init__(self, minutes):
+    super().__init__()
+    self.seconds = 60.0 * minutes
+    self.expired, self.steps, self.elapsed, self._start = False, 0, 0.0, None
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.steps += 1
+    now = time.monotonic()
+    if self._start is None:
+      self._start = now
+    self.elapsed = now - self._start
+    if self.elapsed >= self.seconds:
+      self.expired = self.model.stop_training = True

@@ -13,7 +13,7 @@ import tensorflow as tf
 from tf_ardm import atomic
 from tf_ardm.config import ModelConfig
 from tf_ardm.errors import UserError
-from tf_ardm.models.ardm import OAARDM
+from tf_ardm.models.upscale import build_model
 
 CONFIG = "config.json"
 HELDOUT = "heldout_loss_components.npy"
@@ -37,7 +37,8 @@ def save(model, directory):
 
 
 def restore(directory):
-  """Rebuilds the model saved in `directory` (OAARDM with restored weights)."""
+  """Rebuilds the model saved in `directory` (OAARDM or UpscaleARDM with
+  restored weights)."""
   path = os.path.join(directory, CONFIG)
   if not os.path.isfile(path):
     raise UserError(f"no trained model in {directory} (missing {CONFIG}); "
@@ -48,7 +49,7 @@ def restore(directory):
     config = ModelConfig(**meta["model"])
   except (ValueError, KeyError, TypeError) as e:
     raise UserError(f"{path} is corrupt: {e}") from e
-  model = OAARDM(config, ema_decay=meta.get("ema_decay", 0.9999))
+  model = build_model(config, ema_decay=meta.get("ema_decay", 0.9999))
   try:
     _checkpoint(model).read(os.path.join(directory, "model")).assert_consumed()
   except (tf.errors.OpError, AssertionError, ValueError) as e:

@@ -77,6 +77,10 @@ class Codec(servable.Servable):
   """The servable functions plus lossless compress/decompress (see module doc)."""
 
   def __init__(self, model, micro_batch=DEFAULT_MICRO_BATCH):
+    if model.config.model_type != "oa":
+      raise UserError(f"the lossless codec codes OA models only; this is an "
+                      f"{model.config.model_type} model (use its servable export "
+                      "for likelihoods and samples)")
     if micro_batch != 1 and micro_batch % 16:
       raise UserError(f"the micro-batch must be 1 or a multiple of 16, got {micro_batch}")
     super().__init__(model)

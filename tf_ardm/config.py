@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 
+from tf_ardm import transitions
 from tf_ardm.errors import UserError
 
 
@@ -23,6 +24,11 @@ class ModelConfig:
     network_kwargs: keyword arguments of the network constructor.
     ce_weight: weight of the cross-entropy auxiliary term.
     sigma_seed: seed of the fixed order used for exact likelihoods and coding.
+    model_type: 'oa' (order-agnostic ARDM) or 'upscale' (spec §6).
+    branching: Upscale branching factor b (digits per stage).
+    transition: Upscale transition: 'zero_lsb', 'augment' or 'text8'.
+    parametrization: Upscale output: 'data' (K logits pushed down to the
+      stage) or 'direct' (S*b digit logits).
   """
   dataset: str
   kind: str
@@ -32,6 +38,19 @@ class ModelConfig:
   network_kwargs: dict
   ce_weight: float = 0.0
   sigma_seed: int = 0
+  model_type: str = "oa"
+  branching: int = 0
+  transition: str = "zero_lsb"
+  parametrization: str = "data"
+
+  def __post_init__(self):
+    if self.model_type not in ("oa", "upscale"):
+      raise UserError(f"unknown model type {self.model_type!r}; choose oa or upscale")
+    self.upscale_transition = None
+    if self.model_type == "upscale":
+      self.upscale_transition = transitions.build(
+          self.transition, self.num_classes, self.branching, self.kind,
+          self.parametrization)
 
   @property
   def num_steps(self):
@@ -39,14 +58,37 @@ class ModelConfig:
     return int(math.prod(self.shape))
 
   @property
+  def num_stages(self):
+    """S: 1 for OA, the transition's stage count for Upscale."""
+    return 1 if self.upscale_transition is None else self.upscale_transition.num_stages
+
+  @property
+  def total_steps(self):
+    """S * D, the steps of all stages (the loss tracker's length)."""
+    return self.num_stages * self.num_steps
+
+  @property
   def absorbing(self):
-    """Absorbing state (spec §3.3): K//2 for images, the new class K for text."""
+    """Absorbing state (spec §3.3): K//2 for OA images, the new class K for OA
+    text, the transition's absorbing state for Upscale."""
+    if self.upscale_transition is not None:
+      return self.upscale_transition.absorbing
     return self.num_classes // 2 if self.kind == "image" else self.num_classes
 
   @property
   def input_classes(self):
-    """Network input vocabulary: K+1 if the absorbing state is a new class."""
+    """Network input vocabulary: K' for Upscale, K+1 if the absorbing state is
+    a new class."""
+    if self.upscale_transition is not None:
+      return self.upscale_transition.input_classes
     return self.num_classes + int(self.absorbing == self.num_classes)
+
+  @property
+  def output_classes(self):
+    """Logits per dimension: K, or S*b for the direct parametrisation."""
+    if self.upscale_transition is not None and self.parametrization == "direct":
+      return self.num_stages * self.branching
+    return self.num_classes
 
   def to_json(self):
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

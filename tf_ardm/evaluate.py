@@ -46,21 +46,23 @@ def main(argv):
   scorer, config = model_source.load()
   x = evaluation.load_split(config, FLAGS.split, FLAGS.data_dir, FLAGS.limit)
   d = config.num_steps
-  mean, se = evaluation.elbo(scorer, x, np.arange(d), FLAGS.passes, FLAGS.batch_size,
-                             FLAGS.seed)
+  mean, se = evaluation.elbo(scorer, x, evaluation.stage_policy(config, np.arange(d)),
+                             FLAGS.passes, FLAGS.batch_size, FLAGS.seed)
   unit = "bits/char" if config.kind == "text" else "bits/dim"
-  print(f"{config.dataset} {FLAGS.split}: {len(x)} datapoints, D = {d}")
+  stages = f", {config.num_stages} stages" if config.num_stages > 1 else ""
+  print(f"{config.dataset} {FLAGS.split}: {len(x)} datapoints, D = {d}{stages}")
   print(f"ELBO ({FLAGS.passes} passes): {mean:.4f} ± {se:.4f} {unit}")
   if FLAGS.exact_nll:
     nll = evaluation.exact_nll(scorer, x, d, FLAGS.batch_size)
-    print(f"exact NLL, fixed order ({d} steps): {nll:.4f} {unit}")
+    print(f"exact NLL, fixed order ({d * config.num_stages} steps): {nll:.4f} {unit}")
   if FLAGS.loss_components:
     if not FLAGS.checkpoint:
       raise cli.UserError("--loss_components stores its estimate with the model: "
                           "give --checkpoint (then re-export)")
     trained = checkpoints.restore(FLAGS.checkpoint)
     trained.heldout_loss_components = evaluation.heldout_loss_components(
-        scorer, x, d, FLAGS.samples_per_step, FLAGS.batch_size, FLAGS.seed)
+        scorer, x, config.total_steps, FLAGS.samples_per_step, FLAGS.batch_size,
+        FLAGS.seed)
     checkpoints.save(trained, FLAGS.checkpoint)
     print(f"held-out loss components ({FLAGS.samples_per_step} samples/step, sum "
           f"{trained.heldout_loss_components.sum():.4f} {unit}) saved to "
@@ -68,7 +70,7 @@ def main(argv):
     scorer = servable_lib.Servable(trained)
   if FLAGS.budgets:
     budgets = evaluation.budget_list(FLAGS.budgets, d)
-    rows = evaluation.budget_table(scorer, x, budgets, FLAGS.passes,
+    rows = evaluation.budget_table(scorer, config, x, budgets, FLAGS.passes,
                                    FLAGS.batch_size, FLAGS.seed)
     print(evaluation.format_budget_table(rows, unit))
     if FLAGS.plot:

@@ -24,6 +24,13 @@ def load_scorer(checkpoint=None, model=None):
   return servable_lib.load(model)
 
 
+def stage_policy(config, policy):
+  """A policy [k] as the model's policy input: [k] for OA, [S, k] for Upscale
+  (the same policy in every stage)."""
+  policy = np.asarray(policy, np.int32)
+  return policy if config.num_stages == 1 else np.tile(policy, [config.num_stages, 1])
+
+
 def _batches(x, batch_size):
   for start in range(0, len(x), batch_size):
     yield tf.constant(x[start:start + batch_size], tf.int32)
@@ -81,11 +88,13 @@ def budget_list(spec, num_steps):
   return budgets
 
 
-def budget_table(scorer, x, budgets, passes, batch_size=200, seed=0):
+def budget_table(scorer, config, x, budgets, passes, batch_size=200, seed=0):
   """Bits/dim against budget: DP policy, naive policy and the DP's prediction.
 
   Both policies are scored with the same orders and times (common random
-  numbers), so their difference is measured more precisely than either.
+  numbers), so their difference is measured more precisely than either. For
+  an Upscale model a budget is per stage (S * budget network calls), the DP
+  runs per stage and its prediction is the sum over stages.
 
   Returns:
     list of dicts with keys budget, dp, dp_se, naive, naive_se, predicted
@@ -95,14 +104,15 @@ def budget_table(scorer, x, budgets, passes, batch_size=200, seed=0):
   components = outputs["heldout_loss_components"].numpy()
   if not components.size:
     components = outputs["loss_components"].numpy()
-  d = len(components)
-  _, predicted = dp.optimal_policies(components, budgets)
+  d = config.num_steps
+  predicted = np.sum([dp.optimal_policies(row, budgets)[1]
+                      for row in np.reshape(components, [-1, d])], axis=0)
   rows = []
   for budget, cost in zip(budgets, predicted):
     policy = scorer.policy(budget=tf.constant(budget)).numpy()
     ours = -elbo_values(scorer, x, policy, passes, batch_size, seed)
-    naive = -elbo_values(scorer, x, dp.naive_policy(d, budget), passes,
-                         batch_size, seed)
+    naive = -elbo_values(scorer, x, stage_policy(config, dp.naive_policy(d, budget)),
+                         passes, batch_size, seed)
     (mean, se), (naive_mean, naive_se) = mean_and_se(ours), mean_and_se(naive)
     rows.append(dict(budget=budget, dp=mean, dp_se=se, naive=naive_mean,
                      naive_se=naive_se, predicted=float(cost),
@@ -154,7 +164,7 @@ def heldout_loss_components(scorer, x, num_steps, samples_per_step,
 def load_split(config, split, data_dir=None, limit=None):
   """The `split` of the model's dataset, int32 [N, *shape]."""
   seq_len = config.shape[0] if config.kind == "text" else 250
-  data = datasets.load(config.dataset, data_dir, seq_len)
+  data = datasets.load(config.dataset, data_dir, seq_len, patch_size=config.shape[0])
   if split not in data.splits:
     raise UserError(f"{config.dataset} has no {split} split")
   return data.splits[split][:limit]

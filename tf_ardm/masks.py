@@ -45,5 +45,6 @@ def current_mask(sigma, left, right=None):
 
 
 def corrupt(x, known, absorbing):
-  """x where known, the absorbing state elsewhere. x, known: int32, same shape."""
+  """x where known, `absorbing` elsewhere. x, known: int32, same shape;
+  absorbing: a scalar or a tensor of x's shape (an Upscale stage's x_past)."""
   return x * known + absorbing * (1 - known)

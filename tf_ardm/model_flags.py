@@ -4,6 +4,7 @@ Validators only check values; they never touch the file system.
 """
 from absl import flags
 
+from tf_ardm import transitions
 from tf_ardm.config import ModelConfig
 from tf_ardm.data import datasets
 
@@ -12,10 +13,24 @@ flags.DEFINE_string("data_dir", None,
                     "Directory (or file) holding the data of non-embedded "
                     "datasets: text8/text8.zip, a tfds data_dir or a .npz.")
 flags.DEFINE_integer("seq_len", 250, "Text chunk length (characters).", lower_bound=2)
+flags.DEFINE_enum("patch_size", "16", ["16", "32"], "photos: patch width and height.")
 flags.DEFINE_float("ce_weight", 0.001, "Weight of the cross-entropy auxiliary term.",
                    lower_bound=0.0)
 flags.DEFINE_integer("sigma_seed", 0, "Seed of the fixed order used for exact "
                      "likelihoods and coding.", lower_bound=0)
+# The model (spec §3, §6). `--model` names an export in the other commands,
+# hence --model_type.
+flags.DEFINE_enum("model_type", "oa", ["oa", "upscale"],
+                  "oa: order-agnostic ARDM; upscale: coarse-to-fine Upscale ARDM.")
+flags.DEFINE_integer("branching", 4, "Upscale branching factor b: each stage adds "
+                     "one base-b digit; K must be a power of b.", lower_bound=2)
+flags.DEFINE_enum("transition", "zero_lsb", transitions.NAMES,
+                  "Upscale transition: zero_lsb (zero the least significant "
+                  "digits), augment (coarse values as new classes) or text8 "
+                  "(letters -> vowel/consonant; text8 data only).")
+flags.DEFINE_enum("parametrization", "data", transitions.PARAMETRIZATIONS,
+                  "Upscale output: data (a distribution over the K data values, "
+                  "pushed down to each stage) or direct (S*b digit logits).")
 # Image U-Net (spec §7.1-7.2).
 flags.DEFINE_integer("channels", 256, "U-Net channels.", lower_bound=8)
 flags.DEFINE_integer("num_res_blocks", 32, "ResBlocks on each side of the U-Net.",
@@ -44,11 +59,19 @@ FLAGS = flags.FLAGS
 
 def load_data():
   """Loads the dataset named by the flags."""
-  return datasets.load(FLAGS.dataset, FLAGS.data_dir, FLAGS.seq_len)
+  return datasets.load(FLAGS.dataset, FLAGS.data_dir, FLAGS.seq_len,
+                       int(FLAGS.patch_size))
 
 
 def config_from_flags(data):
-  """A ModelConfig for `data` with the network sized by the flags."""
+  """A ModelConfig for `data` with the network sized by the flags.
+
+  Raises UserError when the Upscale transition does not fit the data.
+  """
+  upscale = {}
+  if FLAGS.model_type == "upscale":
+    upscale = dict(model_type="upscale", branching=FLAGS.branching,
+                   transition=FLAGS.transition, parametrization=FLAGS.parametrization)
   if data.kind == "image":
     network, kwargs = "unet", dict(
         channels=FLAGS.channels, num_res_blocks=FLAGS.num_res_blocks,
@@ -62,4 +85,4 @@ def config_from_flags(data):
   return ModelConfig(dataset=data.name, kind=data.kind, shape=list(data.shape),
                      num_classes=data.num_classes, network=network,
                      network_kwargs=kwargs, ce_weight=FLAGS.ce_weight,
-                     sigma_seed=FLAGS.sigma_seed)
+                     sigma_seed=FLAGS.sigma_seed, **upscale)

@@ -24,7 +24,7 @@ from tf_ardm import errors
 from tf_ardm import model_source
 from tf_ardm.data import text as text_lib
 
-flags.DEFINE_integer("budget", None, "Network calls (default: D, exact sequential).",
+flags.DEFINE_integer("budget", None, "Network calls per stage (default: D, exact sequential).",
                      lower_bound=1)
 flags.DEFINE_integer("num", 64, "Number of samples.", lower_bound=1, upper_bound=100000)
 flags.DEFINE_integer("seed", 0, "Sampling seed.", lower_bound=0)
@@ -99,7 +99,8 @@ def main(argv):
     x = scorer.sample(num=tf.constant(FLAGS.num), budget=tf.constant(budget),
                       seed=seed)["samples"].numpy()
     write(FLAGS.out, x, config)
-    print(f"wrote {len(x)} samples ({budget} network calls) to {FLAGS.out}")
+    print(f"wrote {len(x)} samples ({budget * config.num_stages} network calls) "
+          f"to {FLAGS.out}")
     return
   x = check_data(infill, config)
   known = known_mask(FLAGS.known, x, config)
@@ -114,7 +115,8 @@ def main(argv):
   write(FLAGS.out, np.concatenate([masked, filled]) if config.kind == "image"
         else filled, config)
   bits = out["conditional_bits"].numpy()
-  print(f"infilled {len(x)} datapoints ({budget} network calls) to {FLAGS.out}; "
+  print(f"infilled {len(x)} datapoints ({budget * config.num_stages} network calls) "
+        f"to {FLAGS.out}; "
         f"-log2 p(x_unknown | x_known) = {bits.mean():.2f} bits "
         f"({bits.sum() / max((known == 0).sum(), 1):.4f} bits per unknown dim)")
 

@@ -47,8 +47,8 @@ def infill_policy(num_known, num_steps, budget):
   return num_known[:, None] + offsets
 
 
-def sample_with_policy(denoiser, x, sigma, policy, seed):
-  """Fills the positions with sigma >= policy[:, 0] of x (spec §4.2).
+def sample_with_policy(denoiser, x, sigma, policy, seed, stage=None, past=None):
+  """Fills the positions with sigma >= policy[:, 0] of x (spec §4.2, §6.5).
 
   Args:
     denoiser: a `Denoiser` (the EMA network of a trained model).
@@ -56,29 +56,51 @@ def sample_with_policy(denoiser, x, sigma, policy, seed):
     sigma: int32 [B, D] order.
     policy: int32 [k] or [B, k] left boundaries.
     seed: stateless seed int32 [2].
+    stage: int32 [B] the stage to run (Upscale), zeros when None.
+    past: int32 [B, *shape], the stage's x_past: where the other positions
+      start (default: the absorbing state).
 
   Returns:
-    int32 [B, *shape] samples; known positions are bit-for-bit those of x.
+    int32 [B, *shape] samples; known positions are bit for bit those of x.
   """
   shape = tf.shape(x)
   batch, num_steps = shape[0], denoiser.num_steps
   ext = extend_policy(policy, batch, num_steps)
-  x = tf.reshape(x, [batch, num_steps])
-  absorbing = denoiser.config.absorbing
-  x = tf.where(sigma < ext[:, :1], x, absorbing)
+  stage = denoiser.stage_ids(stage, batch)
+  if past is None:
+    past = tf.fill(shape, denoiser.config.absorbing)
+  x = tf.where(sigma < ext[:, :1], tf.reshape(x, [batch, num_steps]),
+               tf.reshape(past, [batch, num_steps]))
   for j in tf.range(tf.shape(ext)[1] - 1):
     left, right = ext[:, j], ext[:, j + 1]
     known = masks.known_mask(sigma, left)
-    logits = denoiser.logits(tf.reshape(x, shape), left, known)
+    current = tf.reshape(x, shape)
+    logits = denoiser.stage_logits(denoiser.logits(current, left, known, stage),
+                                   current, stage)
     step_seed = tf.random.experimental.stateless_fold_in(seed, j)
-    draw = tf.reshape(distributions.sample(logits, step_seed), [batch, num_steps])
-    x = tf.where(masks.current_mask(sigma, left, right) > 0, draw, x)
+    draw = denoiser.value(distributions.sample(logits, step_seed), current, stage)
+    x = tf.where(masks.current_mask(sigma, left, right) > 0,
+                 tf.reshape(draw, [batch, num_steps]), x)
   return tf.reshape(x, shape)
 
 
+def stage_policy(policy, stage):
+  """A stage's row of policies [S, k]; a policy [k] serves every stage."""
+  policy = tf.convert_to_tensor(policy, tf.int32)
+  return policy if policy.shape.rank == 1 else policy[stage]
+
+
 def sample(denoiser, num, policy, seed):
-  """Unconditional samples int32 [num, *shape] with the given policy [k]."""
-  seeds = tf.random.experimental.stateless_split(seed, 2)
-  sigma = masks.sample_sigma(num, denoiser.num_steps, seed=seeds[0])
+  """Unconditional samples int32 [num, *shape], stage after stage.
+
+  policy: int32 [k] for every stage, or [S, k] one row per stage. Each stage
+  draws a fresh order (spec §6.5).
+  """
+  stages = denoiser.num_stages
+  seeds = tf.random.experimental.stateless_split(seed, 2 * stages)
   x = tf.fill(tf.concat([[num], denoiser.config.shape], 0), denoiser.config.absorbing)
-  return sample_with_policy(denoiser, x, sigma, policy, seeds[1])
+  for s in range(stages):
+    sigma = masks.sample_sigma(num, denoiser.num_steps, seed=seeds[2 * s])
+    x = sample_with_policy(denoiser, x, sigma, stage_policy(policy, s), seeds[2 * s + 1],
+                           stage=tf.fill([num], s), past=x)
+  return x

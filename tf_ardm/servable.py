@@ -1,7 +1,10 @@
 """The servable SavedModel of a trained model's EMA weights (pure TF ops).
 
 Signatures (x int32 [B, *shape] with values in [0, K); budget int32 scalar in
-[1, D]; seed int32 scalar):
+[1, D], the network calls per stage; seed int32 scalar). An Upscale model
+(S stages, tf_ardm.models.upscale) has the same signatures; its policies
+carry a stage axis ([S, k] instead of [k]), its steps t are global in
+[0, S*D) and its loss components have S*D entries:
   log_prob(x, budget) -> bits_per_dim float32 [B] (also serving_default): the
       exact code length -log2 p(x | sigma, policy) / D under the model's fixed
       order and the optimal policy for `budget` (budget D: the exact
@@ -15,9 +18,9 @@ Signatures (x int32 [B, *shape] with values in [0, K); budget int32 scalar in
   infill(x, known int32 [B, *shape], budget, seed) -> samples int32 [B, *shape]
       (known positions kept bit for bit), conditional_bits float32 [B]
       (-log2 p(x_unknown | x_known) of the given x).
-  policy(budget) -> int32 [budget], the optimal policy.
-  loss_components() -> loss_components float32 [D] (bits/dim per step, the
-      training-time EMA), heldout_loss_components float32 [D] or [0] (the
+  policy(budget) -> int32 [budget], the optimal policy (the DP per stage).
+  loss_components() -> loss_components float32 [S*D] (bits/dim per step, the
+      training-time EMA), heldout_loss_components float32 [S*D] or [0] (the
       held-out estimate; policies use it when present).
 The model's config is stored as JSON in the `config.json` asset and returned by
 the `config` function.
@@ -43,7 +46,7 @@ class Servable(tf.Module):
     config = model.config
     self.denoiser = model.ema
     self.config_json = tf.constant(config.to_json())
-    d = config.num_steps
+    d, stages = config.num_steps, config.num_stages
     tracker = model.loss_tracker
     components = tracker.loss_components().numpy()
     heldout = getattr(model, "heldout_loss_components", None)
@@ -56,17 +59,22 @@ class Servable(tf.Module):
     self.has_loss_components = tf.constant(source is not None)
     budgets = policies.table_budgets(d)
     self.budgets = tf.constant(budgets, tf.int32)
-    self.policy_table = tf.constant(policies.policy_table(
-        np.zeros(d) if source is None else source, budgets))
-    self.sigma = tf.constant(masks.sample_sigma(1, d, seed=[config.sigma_seed, 0]))
-    self.num_steps, self.num_classes = d, config.num_classes
+    # One DP per stage on that stage's D components (spec §4.3): [S, n, max].
+    per_stage = np.zeros([stages, d]) if source is None else np.reshape(source, [stages, d])
+    self.policy_table = tf.constant(np.stack(
+        [policies.policy_table(row, budgets) for row in per_stage]))
+    # A fixed order per stage, int32 [S, D]; row 0 is the OA order.
+    self.sigma = tf.constant(np.concatenate(
+        [masks.sample_sigma(1, d, seed=[config.sigma_seed, s]) for s in range(stages)]))
+    self.num_steps, self.num_stages, self.num_classes = d, stages, config.num_classes
     shape = [None, *config.shape]
     x_spec = tf.TensorSpec(shape, tf.int32, name="x")
     scalar = lambda name: tf.TensorSpec([], tf.int32, name=name)
+    policy_shape = [None] if stages == 1 else [stages, None]
     self.policy = tf.function(self._policy, input_signature=[scalar("budget")])
     self.log_prob = tf.function(self._log_prob, input_signature=[x_spec, scalar("budget")])
     self.elbo = tf.function(self._elbo, input_signature=[
-        x_spec, tf.TensorSpec([None], tf.int32, name="policy"), scalar("seed")])
+        x_spec, tf.TensorSpec(policy_shape, tf.int32, name="policy"), scalar("seed")])
     self.step_loss = tf.function(self._step_loss, input_signature=[
         x_spec, tf.TensorSpec([None], tf.int32, name="t"), scalar("seed")])
     self.sample = tf.function(self._sample, input_signature=[
@@ -99,21 +107,35 @@ class Servable(tf.Module):
         budget, self.num_steps if max_budget is None else max_budget,
         message=f"budget must be <= the number of unknown steps (D = {self.num_steps})")
 
-  def _policy(self, budget):
-    """The optimal policy int32 [budget] for a budget in [1, D]."""
+  def _stage_policies(self, budget):
+    """The optimal policies int32 [S, budget] for a budget in [1, D]."""
     self._check_budget(budget)
     d = self.num_steps
     tf.debugging.Assert(
         self.has_loss_components | tf.equal(budget, d),
         [f"the model has no loss components, so only budget D = {d} is "
          "possible; train it longer or run tf_ardm.evaluate --loss_components"])
-    return tf.cond(tf.equal(budget, d), lambda: tf.range(d),
-                   lambda: policies.lookup_tf(self.policy_table, self.budgets, d, budget))
+    return tf.stack([tf.cond(
+        tf.equal(budget, d), lambda: tf.range(d),
+        lambda table=table: policies.lookup_tf(table, self.budgets, d, budget))
+                     for table in tf.unstack(self.policy_table)])
+
+  def _policy(self, budget):
+    """The optimal policy: int32 [budget] (OA) or [S, budget] (Upscale)."""
+    stage_policies = self._stage_policies(budget)
+    return stage_policies[0] if self.num_stages == 1 else stage_policies
+
+  def _stages(self, batch):
+    return [tf.fill([batch], s) for s in range(self.num_stages)]
 
   def _log_prob(self, x, budget):
     self._check_x(x)
-    sigma = tf.tile(self.sigma, [tf.shape(x)[0], 1])
-    bits = self.denoiser.log_prob_bits(x, sigma, self._policy(budget))
+    batch = tf.shape(x)[0]
+    stage_policies = self._stage_policies(budget)
+    bits = tf.add_n([
+        self.denoiser.log_prob_bits(x, tf.tile(self.sigma[s:s + 1], [batch, 1]),
+                                    stage_policies[s], stage)
+        for s, stage in enumerate(self._stages(batch))])
     return {"bits_per_dim": bits / float(self.num_steps)}
 
   def _random_order(self, x, seed, salt):
@@ -124,46 +146,61 @@ class Servable(tf.Module):
   def _elbo(self, x, policy, seed):
     self._check_x(x)
     tf.debugging.assert_positive(tf.size(policy), message="the policy is empty")
-    tf.debugging.assert_equal(policy[0], 0, message="a policy starts at 0")
-    tf.debugging.assert_less(policy[-1], self.num_steps,
+    tf.debugging.assert_equal(policy[..., 0], 0, message="a policy starts at 0")
+    tf.debugging.assert_less(policy[..., -1], self.num_steps,
                              message=f"policy steps must be < D = {self.num_steps}")
-    tf.debugging.assert_positive(policy[1:] - policy[:-1],
+    tf.debugging.assert_positive(policy[..., 1:] - policy[..., :-1],
                                  message="a policy must be strictly increasing")
+    batch = tf.shape(x)[0]
     sigma, seed = self._random_order(x, seed, 1)
-    index = tf.random.stateless_uniform([tf.shape(x)[0]], seed, 0,
-                                        tf.size(policy), tf.int32)
-    return {"elbo_bpd": self.denoiser.elbo_with_policy(x, sigma, policy, index)}
+    policy = tf.reshape(policy, [self.num_stages, -1])
+    index = tf.random.stateless_uniform([batch], seed, 0, tf.shape(policy)[1], tf.int32)
+    stage = tf.random.stateless_uniform(
+        [batch], tf.random.experimental.stateless_fold_in(seed, 1), 0,
+        self.num_stages, tf.int32)
+    return {"elbo_bpd": self.denoiser.elbo_with_policy(
+        x, sigma, tf.gather(policy, stage), index, stage)}
 
   def _step_loss(self, x, t, seed):
     self._check_x(x)
     t = self._check_batch(x, t, "t")
     tf.debugging.assert_greater_equal(t, 0, message="t must be >= 0")
-    tf.debugging.assert_less(t, self.num_steps,
-                             message=f"t must be < D = {self.num_steps}")
+    total = self.num_stages * self.num_steps
+    tf.debugging.assert_less(t, total, message=f"t must be < S·D = {total}")
     sigma, _ = self._random_order(x, seed, 3)
     terms = self.denoiser.elbo_terms(x, sigma, t)
     return {"loss_bpd": -terms["elbo_per_t"]}
 
   def _sample(self, num, budget, seed):
     tf.debugging.assert_positive(num, message="num must be >= 1")
-    samples = sampling.sample(self.denoiser, num, self._policy(budget),
+    samples = sampling.sample(self.denoiser, num, self._stage_policies(budget),
                               tf.stack([seed, 2]))
     return {"samples": samples}
 
   def _infill(self, x, known, budget, seed):
-    """Samples the unknown positions; also -log2 p(x_unknown | x_known)."""
+    """Samples the unknown positions; also -log2 p(x_unknown | x_known).
+
+    In every stage the known positions come first in the order and hold that
+    stage's x_future of x; the last stage leaves them equal to x.
+    """
     self._check_x(x)
     known = self._check_batch(x, known, "known")
     batch = tf.shape(x)[0]
     known = tf.reshape(tf.cast(known > 0, tf.int32), [batch, self.num_steps])
     num_known = tf.reduce_sum(known, axis=1)
     self._check_budget(budget, tf.reduce_min(self.num_steps - num_known))
-    seeds = tf.random.experimental.stateless_split(tf.stack([seed, 4]), 2)
-    sigma = sampling.infill_order(known, seeds[0])
+    seeds = tf.random.experimental.stateless_split(tf.stack([seed, 4]),
+                                                   2 * self.num_stages)
     policy = sampling.infill_policy(num_known, self.num_steps, budget)
-    samples = sampling.sample_with_policy(self.denoiser, x, sigma, policy, seeds[1])
-    bits = self.denoiser.log_prob_bits(x, sigma, policy)
-    return {"samples": samples, "conditional_bits": bits}
+    state = tf.fill(tf.shape(x), self.denoiser.config.absorbing)
+    bits = tf.zeros([batch])
+    for s, stage in enumerate(self._stages(batch)):
+      sigma = sampling.infill_order(known, seeds[2 * s])
+      x_future, _ = self.denoiser.stage_inputs(x, stage)
+      state = sampling.sample_with_policy(self.denoiser, x_future, sigma, policy,
+                                          seeds[2 * s + 1], stage, past=state)
+      bits += self.denoiser.log_prob_bits(x, sigma, policy, stage)
+    return {"samples": state, "conditional_bits": bits}
 
   def signatures(self):
     return {"serving_default": self.log_prob, "log_prob": self.log_prob,

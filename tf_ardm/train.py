@@ -1,4 +1,7 @@
-r"""Trains an OA-ARDM: python -m tf_ardm.train --flagfile=configs/digits.cfg.
+r"""Trains an ARDM: python -m tf_ardm.train --flagfile=configs/digits.cfg.
+
+--model_type=oa|upscale --branching=b chooses an OA-ARDM or an Upscale ARDM
+(spec §6); the choice is stored in the model config.
 
 Runs a Keras model with a custom train_step under a tf.distribute strategy,
 with EMA weights, the per-step loss tracker, TensorBoard logs and a backup of
@@ -14,6 +17,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from tf_ardm import callbacks as callbacks_lib
@@ -26,7 +30,7 @@ from tf_ardm import model_flags
 from tf_ardm import optimizers
 from tf_ardm import preemption
 from tf_ardm import strategies
-from tf_ardm.models.ardm import OAARDM
+from tf_ardm.models.upscale import build_model as build_ardm
 
 flags.DEFINE_string("workdir", "runs/digits", "Checkpoints, TensorBoard logs, model.")
 flags.DEFINE_string("export_dir", None, "Export root: <export_dir>/serving/1 "
@@ -57,6 +61,9 @@ flags.DEFINE_integer("eval_batch_size", 200, "Evaluation batch size.", lower_bou
 flags.DEFINE_integer("sample_budget", 64, "Network calls for TensorBoard samples.",
                      lower_bound=1)
 flags.DEFINE_bool("jit_compile", True, "Compile the train step with XLA.")
+flags.DEFINE_float("max_train_minutes", None, "Stop training after this much "
+                   "wall-clock time after the first (compiling) step; then save "
+                   "and export as usual.", lower_bound=0.0)
 flags.DEFINE_integer("seed", 0, "Seed of the initial weights, data order, "
                      "orders and times.", lower_bound=0)
 flags.DEFINE_bool("deterministic", False, "TF op determinism (deterministic "
@@ -70,7 +77,7 @@ PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a TERM kill
 def build_model(config, strategy):
   """The model and its compiled optimizer, under `strategy`."""
   with strategy.scope():
-    model = OAARDM(config, ema_decay=FLAGS.ema_decay, seed=FLAGS.seed)
+    model = build_ardm(config, ema_decay=FLAGS.ema_decay, seed=FLAGS.seed)
     optimizer = optimizers.build(
         FLAGS.optimizer, FLAGS.learning_rate, FLAGS.warmup_steps, FLAGS.beta1,
         FLAGS.beta2, weight_decay=FLAGS.weight_decay,
@@ -95,6 +102,8 @@ def train(data, config, workdir, strategy, extra_callbacks=()):
   eval_ds = input_pipeline.eval_dataset(data.splits[eval_split], FLAGS.eval_batch_size)
   epochs = -(-FLAGS.train_steps // FLAGS.steps_per_epoch)
   tb = os.path.join(workdir, "tensorboard")
+  limit = callbacks_lib.TimeLimit(
+      float("inf") if FLAGS.max_train_minutes is None else FLAGS.max_train_minutes)
   model.fit(
       train_ds, epochs=epochs, steps_per_epoch=FLAGS.steps_per_epoch,
       validation_data=eval_ds, verbose=1,
@@ -105,10 +114,13 @@ def train(data, config, workdir, strategy, extra_callbacks=()):
           tf.keras.callbacks.TensorBoard(tb, update_freq=max(1, FLAGS.steps_per_epoch // 10)),
           callbacks_lib.SummaryCallback(os.path.join(tb, "samples"),
                                         sample_budget=FLAGS.sample_budget),
+          limit,
           *extra_callbacks,
       ])
-  if model.stop_training:
+  if not np.isfinite(model.loss_metric.result().numpy()):
     raise cli.UserError("training stopped: the loss became NaN")
+  logging.warning("trained %d steps in this run%s", limit.steps,
+                  " (time limit reached)" if limit.expired else "")
   return model
 
 
@@ -132,7 +144,8 @@ def main(argv):
   model_dir = os.path.join(FLAGS.workdir, "model")
   checkpoints.save(model, model_dir)
   serving, codec = exports.write(checkpoints.restore(model_dir), export_dir)
-  print(f"model: {model_dir}\nservable export: {serving}\ncodec export: {codec}")
+  print(f"model: {model_dir}\nservable export: {serving}\n"
+        f"codec export: {codec or 'none (the codec codes OA models only)'}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@
 | text    | (L, 1)      | 28 | English text bundled with Python (embedded)       |
 | text8   | (L, 1)      | 28 | a local `text8` or `text8.zip` file               |
 | cifar10 | (32, 32, 3) | 256| tfds `cifar10` under --data_dir, or an .npz file  |
+| photos  | (P, P, 3)   | 256| patches of scikit-learn's two bundled photographs |
+|         |             |    | (embedded; P = 16 or 32; split by region)         |
 
 Nothing is ever downloaded; a missing file raises `UserError` saying where
 to put the data.
@@ -16,10 +18,11 @@ import zipfile
 
 import numpy as np
 
+from tf_ardm.data import photos as photos_lib
 from tf_ardm.data import text as text_lib
 from tf_ardm.errors import UserError
 
-NAMES = ("digits", "text", "text8", "cifar10")
+NAMES = ("digits", "text", "text8", "cifar10", "photos")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +136,14 @@ def _cifar10(data_dir):
                  {k: v.astype(np.int32) for k, v in splits.items()})
 
 
-def load(name, data_dir=None, seq_len=250):
+def _photos(patch_size):
+  if patch_size not in photos_lib.PATCH_SIZES:
+    raise UserError(f"photos patches are {' or '.join(map(str, photos_lib.PATCH_SIZES))} "
+                    f"pixels wide, not {patch_size}")
+  return Dataset("photos", "image", 256, photos_lib.splits(patch_size))
+
+
+def load(name, data_dir=None, seq_len=250, patch_size=16):
   """Loads dataset `name` into memory; see the module docstring."""
   if name == "digits":
     return _digits()
@@ -143,4 +153,6 @@ def load(name, data_dir=None, seq_len=250):
     return _text8(data_dir, seq_len)
   if name == "cifar10":
     return _cifar10(data_dir)
+  if name == "photos":
+    return _photos(patch_size)
   raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(NAMES)}")

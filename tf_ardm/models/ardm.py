@@ -23,11 +23,11 @@ LN2 = math.log(2.0)
 def build_network(config, name=None):
   """Builds the network named by `config.network` (a Keras layer)."""
   if config.network == "unet":
-    return UNet(config.shape, config.input_classes, config.num_classes,
-                max_time=config.num_steps, name=name, **config.network_kwargs)
+    return UNet(config.shape, config.input_classes, config.output_classes,
+                max_time=config.total_steps, name=name, **config.network_kwargs)
   if config.network == "transformer":
     return Transformer(config.shape[0], config.input_classes,
-                       config.num_classes, name=name, **config.network_kwargs)
+                       config.output_classes, name=name, **config.network_kwargs)
   raise ValueError(f"unknown network {config.network!r}")
 
 
@@ -42,107 +42,170 @@ def _replica_local_creator(next_creator, **kwargs):
 class Denoiser(tf.Module):
   """One network seen as an ARDM: logits, the ELBO and exact likelihoods.
 
+  The ARDM has S stages of D steps each (S = 1 for OA; see
+  tf_ardm.models.upscale). A stage turns x_past into x_future, one OA-ARDM
+  over the D positions: for OA, x_past is the absorbing state and
+  x_future = x. The stage hooks (`stage_inputs`, `stage_logits`, `target`,
+  `value`, `conditioning`) are where an Upscale denoiser differs; every
+  `stage` argument is int32 [B] (zeros when None).
+
   Attributes:
     config: the ModelConfig.
     network: a Keras layer (x_in, t, mask) -> logits [B, *shape, K].
-    num_steps: D.
+    num_steps: D, steps per stage.
+    num_stages: S.
   """
 
   def __init__(self, config, network, name=None):
     super().__init__(name=name)
     self.config, self.network = config, network
     self.num_steps = config.num_steps
+    self.num_stages = config.num_stages
 
-  def logits(self, x_in, t, known, training=False):
-    """Logits float32 [B, *shape, K] for corrupted input x_in int32 [B, *shape].
+  def conditioning(self, t, known, stage):
+    """The network's time and mask inputs: OA gives t and the known mask."""
+    del stage
+    return t, known
 
-    t: int32 [B] number of known variables; known: int [B, D] or [B, *shape].
+  def stage_inputs(self, x, stage):
+    """(x_future, x_past) int32 [B, *shape]: OA predicts x from absorbing."""
+    del stage
+    return x, tf.fill(tf.shape(x), self.config.absorbing)
+
+  def stage_logits(self, logits, x_past, stage):
+    """Logits [B, *shape, n] of the stage's output classes (OA: the network's)."""
+    del x_past, stage
+    return logits
+
+  def target(self, x_future, stage):
+    """The class index of x_future among the stage's output classes."""
+    del stage
+    return x_future
+
+  def value(self, draw, x_past, stage):
+    """The new value of a position whose stage output class is `draw`."""
+    del x_past, stage
+    return draw
+
+  def stage_ids(self, stage, batch):
+    """stage as int32 [B] (zeros when None)."""
+    return tf.zeros([batch], tf.int32) if stage is None else tf.convert_to_tensor(
+        stage, tf.int32) + tf.zeros([batch], tf.int32)
+
+  def logits(self, x_in, t, known, stage=None, training=False):
+    """Network logits float32 [B, *shape, n] for input x_in int32 [B, *shape].
+
+    t: int32 [B] known variables in the stage; known: int [B, D] or
+    [B, *shape]; stage: int32 [B].
     """
-    known = tf.reshape(known, tf.shape(x_in))
-    return tf.cast(self.network(x_in, t, tf.cast(known, tf.float32),
-                                training=training), tf.float32)
+    known = tf.cast(tf.reshape(known, tf.shape(x_in)), tf.float32)
+    t, mask = self.conditioning(t, known, self.stage_ids(stage, tf.shape(x_in)[0]))
+    return tf.cast(self.network(x_in, t, mask, training=training), tf.float32)
+
+  def stage_log_prob(self, x, sigma, left, stage, training=False):
+    """log p(x_future | known) in nats at every position, float32 [B, D].
+
+    The known positions (sigma < left) hold x_future, the others x_past.
+    """
+    batch = tf.shape(x)[0]
+    stage = self.stage_ids(stage, batch)
+    x_future, x_past = self.stage_inputs(x, stage)
+    known = tf.reshape(masks.known_mask(sigma, left), tf.shape(x))
+    logits = self.logits(masks.corrupt(x_future, known, x_past), left, known, stage,
+                         training)
+    logits = self.stage_logits(logits, x_past, stage)
+    logp = distributions.log_prob(logits, self.target(x_future, stage))
+    return tf.reshape(logp, [batch, -1])
 
   def elbo_terms(self, x, sigma, t, training=False):
-    """The single-step ELBO estimator of spec §3.1 for given sigma and t.
+    """The single-step ELBO estimator of spec §3.1 (§6.4) for given sigma and t.
 
     Args:
       x: int32 [B, *shape] data.
       sigma: int32 [B, D] orders (step at which each position is generated).
-      t: int32 [B] number of known variables, in [0, D).
+      t: int32 [B] global step in [0, S*D): stage t // D, t mod D known
+        variables within the stage.
 
     Returns:
       dict of float32 [B] in bits/dim: 'elbo' (unbiased log p(x) bound),
       'elbo_per_t' (the step's loss component, negated) and 'nce' (the
       unweighted cross-entropy term).
     """
-    batch = tf.shape(x)[0]
-    known = tf.reshape(masks.known_mask(sigma, t), tf.shape(x))
-    x_in = masks.corrupt(x, known, self.config.absorbing)
-    logp = distributions.log_prob(self.logits(x_in, t, known, training), x)
-    unknown = tf.reshape(tf.cast(1 - known, tf.float32), [batch, -1])
-    total = tf.reduce_sum(unknown * tf.reshape(logp, [batch, -1]), axis=1)
-    d = float(self.num_steps)
-    elbo_per_t = total / (d - tf.cast(t, tf.float32)) / d / LN2
-    return {"elbo": elbo_per_t * d, "elbo_per_t": elbo_per_t,
-            "nce": total / d / LN2}
+    d = self.num_steps
+    stage, t_in = t // d, t % d
+    logp = self.stage_log_prob(x, sigma, t_in, stage, training)
+    unknown = tf.cast(sigma >= t_in[:, None], tf.float32)
+    total = tf.reduce_sum(unknown * logp, axis=1)
+    elbo_per_t = total / (float(d) - tf.cast(t_in, tf.float32)) / d / LN2
+    return {"elbo": elbo_per_t * float(d * self.num_stages),
+            "elbo_per_t": elbo_per_t, "nce": total / d / LN2}
 
-  def elbo_with_policy(self, x, sigma, policy, index):
-    """Unbiased ELBO of the parallel model with `policy` (spec §3.5), bits/dim [B].
+  def elbo_with_policy(self, x, sigma, policy, index, stage=None):
+    """Unbiased ELBO of the parallel model with `policy` (spec §3.5, §6.6), bits/dim [B].
 
-    For a uniform policy index j per example, the one-step estimate at
-    t = pi[j] is weighted by (pi[j+1] - pi[j]) * k, so that its expectation
-    is sum_j (pi[j+1] - pi[j]) * l(pi[j]), the DP cost of the policy.
+    For a uniform policy index j per example (and a uniform stage), the
+    one-step estimate at t = pi[j] is weighted by (pi[j+1] - pi[j]) * k * S,
+    so that its expectation is the sum over stages of
+    sum_j (pi[j+1] - pi[j]) * l(pi[j]), the DP cost of the policies.
 
     Args:
-      x: int32 [B, *shape]; sigma: int32 [B, D]; policy: int32 [k] or [B, k];
-      index: int32 [B] policy indices j in [0, k).
+      x: int32 [B, *shape]; sigma: int32 [B, D]; policy: int32 [k] or [B, k]
+      (the policy of each example's stage); index: int32 [B] policy indices
+      j in [0, k); stage: int32 [B].
     """
     batch = tf.shape(x)[0]
     ext = sampling.extend_policy(policy, batch, self.num_steps)
     k = tf.cast(tf.shape(ext)[1] - 1, tf.float32)
     left = tf.gather(ext, index, batch_dims=1)
     right = tf.gather(ext, index + 1, batch_dims=1)
-    per_t = self.elbo_terms(x, sigma, left)["elbo_per_t"]
-    return per_t * tf.cast(right - left, tf.float32) * k
+    t = self.stage_ids(stage, batch) * self.num_steps + left
+    per_t = self.elbo_terms(x, sigma, t)["elbo_per_t"]
+    return per_t * tf.cast(right - left, tf.float32) * k * float(self.num_stages)
 
-  def log_prob_bits(self, x, sigma, policy):
-    """Exact code length -log2 p(x | sigma, policy) in bits, float32 [B].
+  def log_prob_bits(self, x, sigma, policy, stage=None):
+    """Exact code length -log2 p(x_future | x_past, sigma, policy) in bits, [B].
 
-    With policy arange(D) this is the exact NLL under the fixed order sigma
-    (D network calls); with a shorter policy it is the parallel model's
-    likelihood, the length an ideal entropy coder achieves (spec §3.5).
+    For OA (x_future = x) with policy arange(D) this is the exact NLL under
+    the fixed order sigma (D network calls); with a shorter policy it is the
+    parallel model's likelihood, the length an ideal entropy coder achieves
+    (spec §3.5). For Upscale it is one stage's share.
 
     Args:
-      x: int32 [B, *shape]; sigma: int32 [B, D]; policy: int32 [k] or [B, k].
+      x: int32 [B, *shape]; sigma: int32 [B, D]; policy: int32 [k] or [B, k];
+      stage: int32 [B].
     """
     batch = tf.shape(x)[0]
     ext = sampling.extend_policy(policy, batch, self.num_steps)
     total = tf.zeros([batch])
     for j in tf.range(tf.shape(ext)[1] - 1):
       left, right = ext[:, j], ext[:, j + 1]
-      known = tf.reshape(masks.known_mask(sigma, left), tf.shape(x))
-      logits = self.logits(masks.corrupt(x, known, self.config.absorbing),
-                           left, known)
-      logp = tf.reshape(distributions.log_prob(logits, x), [batch, -1])
+      logp = self.stage_log_prob(x, sigma, left, stage)
       current = tf.cast(masks.current_mask(sigma, left, right), tf.float32)
       total += tf.reduce_sum(current * logp, axis=1)
     return -total / LN2
 
 
 class OAARDM(tf.keras.Model):
-  """Order-agnostic ARDM over data int32 [B, *shape] with values in [0, K)."""
+  """Order-agnostic ARDM over data int32 [B, *shape] with values in [0, K).
+
+  Training draws a global step t uniformly from [0, S*D) (S = 1 here; the
+  Upscale subclass has S stages) and the loss tracker keeps S*D components.
+  """
+
+  denoiser_class = Denoiser
 
   def __init__(self, config, ema_decay=0.9999, seed=0, **kwargs):
     super().__init__(**kwargs)
     self.config = config
     self.ema_decay = ema_decay
     self.num_steps = config.num_steps
+    self.total_steps = config.total_steps
     self.network = build_network(config, name="network")
     with tf.variable_creator_scope(_replica_local_creator):
       self.ema_network = build_network(config, name="ema_network")
-    self.train_denoiser = Denoiser(config, self.network)
-    self.ema = Denoiser(config, self.ema_network)
-    self.loss_tracker = LossTracker(self.num_steps, config.num_classes)
+    self.train_denoiser = self.denoiser_class(config, self.network)
+    self.ema = self.denoiser_class(config, self.ema_network)
+    self.loss_tracker = LossTracker(self.total_steps, config.num_classes)
     self.seed = seed
     self.rng = tf.random.Generator.from_seed(seed)  # Evaluation orders and times.
     self.heldout_loss_components = None  # float32 [D] from evaluate, if any.
@@ -151,8 +214,8 @@ class OAARDM(tf.keras.Model):
     self.loss_metric = tf.keras.metrics.Mean("loss")
     x = tf.zeros([1, *config.shape], tf.int32)
     t = tf.zeros([1], tf.int32)
-    for net in (self.network, self.ema_network):
-      net(x, t, tf.zeros([1, *config.shape]))
+    for denoiser in (self.train_denoiser, self.ema):
+      denoiser.logits(x, t, x)
     for ema, var in zip(self.ema_network.weights, self.network.weights):
       ema.assign(var)
 
@@ -161,13 +224,14 @@ class OAARDM(tf.keras.Model):
     return [self.loss_metric, self.bpd_metric, self.nce_metric]
 
   def sample_order_and_time(self, batch):
-    """Uniform sigma int32 [B, D] and t int32 [B] from the model's RNG (evaluation)."""
+    """Uniform sigma int32 [B, D] and global t int32 [B] in [0, S*D) from the
+    model's RNG (evaluation)."""
     sigma = tf.argsort(self.rng.uniform([batch, self.num_steps]), axis=-1)
-    t = self.rng.uniform([batch], 0, self.num_steps, dtype=tf.int32)
+    t = self.rng.uniform([batch], 0, self.total_steps, dtype=tf.int32)
     return sigma, t
 
   def training_order_and_time(self, batch, step):
-    """sigma int32 [B, D] and t int32 [B] for this replica's part of a step.
+    """sigma int32 [B, D] and global t int32 [B] for this replica's part of a step.
 
     They are a stateless function of (seed, step) drawn for the whole global
     batch, each replica taking its own slice: training is reproducible, and
@@ -181,7 +245,7 @@ class OAARDM(tf.keras.Model):
         tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)]), 2)
     rows = tf.range(batch) + replica * batch
     noise = tf.random.stateless_uniform([batch * replicas, self.num_steps], seeds[0])
-    t = tf.random.stateless_uniform([batch * replicas], seeds[1], 0, self.num_steps,
+    t = tf.random.stateless_uniform([batch * replicas], seeds[1], 0, self.total_steps,
                                     dtype=tf.int32)
     return tf.argsort(tf.gather(noise, rows), axis=-1), tf.gather(t, rows)
 

@@ -1,0 +1,108 @@
+r"""OA against Upscale-4 and Upscale-2 on `photos`, at equal wall-clock training.
+
+  .venv/bin/python benchmarks/upscale.py --minutes=8
+
+Trains each config for --minutes of wall-clock time after its first step
+(same network, optimiser and batch; XLA compilation excluded), one after the
+other in this process, then scores the 16x16 test patches with each model's EMA weights:
+the ELBO (bits/dim, ± s.e. over --passes passes) at full budget (D calls per
+stage) and with the DP policy at each of --budgets calls per stage. The same
+test patches are then coded with PNG, WebP and JPEG-XL (when `cjxl` is
+installed), per patch and tiled into one image, and with the general-purpose
+compressors; their ratio is to the best model's full-budget ELBO.
+"""
+import os
+import shutil
+import sys
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tf_ardm import baselines  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm import callbacks  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm import model_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm import servable  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm import strategies  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm import train as train_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+flags.DEFINE_float("minutes", 8.0, "Wall-clock training time per model.", lower_bound=0.1)
+flags.DEFINE_list("configs", ["configs/photos_oa.cfg", "configs/photos_upscale4.cfg",
+                              "configs/photos_upscale2.cfg"], "Flagfiles to compare.")
+flags.DEFINE_list("budgets", ["8", "32", "128", "384"], "Network calls per stage.")
+flags.DEFINE_integer("passes", 2, "ELBO passes over the test patches.", lower_bound=1)
+flags.DEFINE_string("out", "runs/upscale_benchmark", "Work directory.")
+
+FLAGS = flags.FLAGS
+
+
+def train_one(flagfile, minutes, workdir):
+  """Trains `flagfile` in this process for `minutes` after its first
+  (compiling) step; returns (model, data, TimeLimit)."""
+  shutil.rmtree(workdir, ignore_errors=True)  # No resuming from an earlier run.
+  FLAGS.unparse_flags()
+  FLAGS([sys.argv[0], f"--flagfile={flagfile}", "--train_steps=10000000",
+         "--steps_per_epoch=10000000", f"--workdir={workdir}"])
+  data = model_flags.load_data()
+  config = model_flags.config_from_flags(data)
+  limit = callbacks.TimeLimit(minutes)
+  model = train_lib.train(data, config, workdir, strategies.build("one_device"),
+                          extra_callbacks=[limit])
+  return model, data, limit
+
+
+def score(model, x, budgets, passes):
+  """Full-budget ELBO and DP-policy ELBOs, bits/dim: (mean, se), [(mean, se)]."""
+  config = model.config
+  scorer = servable.Servable(model)
+  full = evaluation.elbo(scorer, x, evaluation.stage_policy(
+      config, np.arange(config.num_steps)), passes, seed=1)
+  at_budget = [evaluation.elbo(scorer, x, scorer.policy(budget=tf.constant(b)).numpy(),
+                               passes, seed=1) for b in budgets]
+  return full, at_budget
+
+
+def main(argv):
+  del argv
+  minutes, configs, passes, out = FLAGS.minutes, FLAGS.configs, FLAGS.passes, FLAGS.out
+  budgets = [int(b) for b in FLAGS.budgets]
+  results = []
+  for flagfile in configs:
+    name = os.path.splitext(os.path.basename(flagfile))[0]
+    model, data, limit = train_one(flagfile, minutes, os.path.join(out, name))
+    steps, seconds = limit.steps, limit.elapsed
+    test = data.splits["test"]
+    full, at_budget = score(model, test, budgets, passes)
+    per_stage = np.reshape(model.loss_tracker.loss_components().numpy(),
+                           [model.config.num_stages, -1]).sum(1)
+    results.append((name, model.config.num_stages, steps, seconds, full, at_budget,
+                    per_stage))
+    print(f"{name}: {steps} steps in {seconds / 60:.1f} min after compiling, test ELBO "
+          f"{full[0]:.3f} ± {full[1]:.3f} bits/dim", flush=True)
+  print(f"\nphotos test: {len(test)} patches of {test.shape[1]}x{test.shape[2]}x3, "
+        f"K = 256, {minutes:g} min of training per model, {passes} ELBO passes\n")
+  header = (f"{'model':<20} {'S':>2} {'steps':>6} {'s/step':>6}  {'full budget':>15}  "
+            + "  ".join(f"{f'{b}/stage':>15}" for b in budgets))
+  print(header + "\n" + "-" * len(header))
+  for name, stages, steps, seconds, full, at_budget, _ in results:
+    cells = [f"{m:7.3f} ± {se:.3f}" for m, se in [full, *at_budget]]
+    print(f"{name:<20} {stages:>2} {steps:>6} {seconds / max(steps - 1, 1):>6.2f}  "
+          + "  ".join(f"{c:>15}" for c in cells))
+  print("\n(bits/dim, lower is better; a budget is network calls per stage, so an "
+        "S-stage model makes S times as many calls)\n")
+  print("training loss components summed per stage (bits/dim, coarse to fine):")
+  for name, _, _, _, _, _, per_stage in results:
+    print(f"  {name:<20} " + " ".join(f"{v:.3f}" for v in per_stage)
+          + f"  (total {per_stage.sum():.3f})")
+  best = min(r[4][0] for r in results)
+  rows = [(f"{r[0]} ELBO, full budget", r[4][0]) for r in results]
+  rows += [row for row in baselines.table(test, 256, data.splits["train"])
+           if row[1] is not None]
+  print("\n" + baselines.format_table(rows, reference=best))
+
+
+if __name__ == "__main__":
+  app.run(main)
