@@ -36,6 +36,9 @@ def trained(tmp_path_factory):
     (["--batch_size=0"], "--batch_size=0"),
     (["--dropout=2"], "--dropout=2"),
     (["--flagfile=/nonexistent.cfg"], "/nonexistent.cfg does not exist"),
+    (["--objective=absorbing"], "--objective=absorbing needs --diffusion_steps=T"),
+    (["--objective=absorbing", "--diffusion_steps=0"], "--diffusion_steps=0"),
+    (["--diffusion_steps=10"], "--diffusion_steps applies to --objective=absorbing only"),
 ])
 def test_bad_input_gives_one_line_error(args, message):
   out = run("train", *args, check=False)

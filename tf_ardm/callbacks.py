@@ -1,4 +1,6 @@
-"""Training callbacks: TensorBoard images of samples and the per-step loss curve."""
+"""Training callbacks: summaries of samples and per-step losses, a time limit."""
+import time
+
 import numpy as np
 import tensorflow as tf
 
@@ -43,3 +45,23 @@ class SummaryCallback(tf.keras.callbacks.Callback):
       else:
         tf.summary.text("samples", [text_lib.decode(s) for s in samples[:4]])
     self.writer.flush()
+
+
+class TimeLimit(tf.keras.callbacks.Callback):
+  """Stops training after `seconds` of wall clock (never when None).
+
+  Attributes:
+    expired: whether the limit stopped training.
+  """
+
+  def __init__(self, seconds=None):
+    super().__init__()
+    self.seconds, self.expired, self._start = seconds, False, None
+
+  def on_train_begin(self, logs=None):
+    self._start = time.monotonic()
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.seconds is not None and time.monotonic() - self._start >= self.seconds:
+      self.expired = True
+      self.model.stop_training = True

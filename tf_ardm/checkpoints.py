@@ -10,9 +10,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tf_ardm import models
 from tf_ardm.config import ModelConfig
 from tf_ardm.errors import UserError
-from tf_ardm.models.ardm import OAARDM
 
 CONFIG = "config.json"
 HELDOUT = "heldout_loss_components.npy"
@@ -40,7 +40,7 @@ def save(model, directory):
 
 
 def restore(directory):
-  """Rebuilds the model saved in `directory` (OAARDM with restored weights)."""
+  """Rebuilds the model saved in `directory` (the config's model class, restored)."""
   path = os.path.join(directory, CONFIG)
   if not os.path.isfile(path):
     raise UserError(f"no trained model in {directory} (missing {CONFIG}); "
@@ -51,7 +51,7 @@ def restore(directory):
     config = ModelConfig(**meta["model"])
   except (ValueError, KeyError, TypeError) as e:
     raise UserError(f"{path} is corrupt: {e}") from e
-  model = OAARDM(config, ema_decay=meta.get("ema_decay", 0.9999))
+  model = models.build(config, ema_decay=meta.get("ema_decay", 0.9999))
   try:
     _checkpoint(model).read(os.path.join(directory, "model")).assert_consumed()
   except (tf.errors.OpError, AssertionError, ValueError) as e:

@@ -6,8 +6,12 @@ It is stored as JSON next to checkpoints and inside exports, so that
 import dataclasses
 import json
 import math
+from typing import Optional
 
 from tf_ardm.errors import UserError
+
+# Training objectives: the OA-ARDM (spec §3) and T-step absorbing diffusion.
+OBJECTIVES = ("ardm", "absorbing")
 
 
 @dataclasses.dataclass
@@ -23,6 +27,8 @@ class ModelConfig:
     network_kwargs: keyword arguments of the network constructor.
     ce_weight: weight of the cross-entropy auxiliary term.
     sigma_seed: seed of the fixed order used for exact likelihoods and coding.
+    objective: the training objective, 'ardm' or 'absorbing'.
+    diffusion_steps: T of the absorbing objective; None for 'ardm'.
   """
   dataset: str
   kind: str
@@ -32,6 +38,18 @@ class ModelConfig:
   network_kwargs: dict
   ce_weight: float = 0.0
   sigma_seed: int = 0
+  objective: str = "ardm"
+  diffusion_steps: Optional[int] = None
+
+  def __post_init__(self):
+    if self.objective not in OBJECTIVES:
+      raise UserError(f"unknown objective {self.objective!r}; "
+                      f"choose one of {', '.join(OBJECTIVES)}")
+    if self.objective == "absorbing":
+      check_diffusion_steps(self.diffusion_steps)
+    elif self.diffusion_steps is not None:
+      raise UserError("diffusion_steps applies to the absorbing objective only, "
+                      f"not to {self.objective!r}")
 
   @property
   def num_steps(self):
@@ -57,3 +75,10 @@ class ModelConfig:
       return cls(**json.loads(text))
     except (TypeError, ValueError) as e:
       raise UserError(f"invalid model config: {e}") from e
+
+
+def check_diffusion_steps(steps):
+  """Raises UserError unless `steps` (T of absorbing diffusion) is an int >= 1."""
+  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    raise UserError(f"the number of diffusion steps T must be an integer >= 1, "
+                    f"got {steps!r}")

@@ -18,10 +18,10 @@ from tf_ardm import checkpoints
 from tf_ardm import cli
 from tf_ardm import exports
 from tf_ardm import input_pipeline
+from tf_ardm import models
 from tf_ardm import model_flags
 from tf_ardm import optimizers
 from tf_ardm import strategies
-from tf_ardm.models.ardm import OAARDM
 
 flags.DEFINE_string("workdir", "runs/digits", "Checkpoints, TensorBoard logs, model.")
 flags.DEFINE_string("export_dir", None, "Export root: <export_dir>/serving/1 "
@@ -31,6 +31,10 @@ flags.DEFINE_enum("strategy", "mirrored", strategies.NAMES,
                   "CPU), multi_worker (TF_CONFIG) or one_device.")
 flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
 flags.DEFINE_integer("train_steps", 10000, "Total optimizer steps.", lower_bound=1)
+flags.DEFINE_float("max_train_seconds", None, "Stop training after this many "
+                   "seconds (wall clock of this run) even before --train_steps.",
+                   lower_bound=0.0)
+flags.DEFINE_bool("export", True, "Write the SavedModel exports after training.")
 flags.DEFINE_integer("steps_per_epoch", 500, "Steps between evaluations, "
                      "summaries and checkpoints.", lower_bound=1)
 flags.DEFINE_enum("optimizer", "adam", ["adam", "adamw"], "Optimizer.")
@@ -56,7 +60,7 @@ FLAGS = flags.FLAGS
 def build_model(config, strategy):
   """The model and its compiled optimizer, under `strategy`."""
   with strategy.scope():
-    model = OAARDM(config, ema_decay=FLAGS.ema_decay, seed=FLAGS.seed)
+    model = models.build(config, ema_decay=FLAGS.ema_decay, seed=FLAGS.seed)
     optimizer = optimizers.build(
         FLAGS.optimizer, FLAGS.learning_rate, FLAGS.warmup_steps, FLAGS.beta1,
         FLAGS.beta2, weight_decay=FLAGS.weight_decay,
@@ -76,6 +80,7 @@ def train(data, config, workdir, strategy, extra_callbacks=()):
   eval_ds = input_pipeline.eval_dataset(data.splits[eval_split], FLAGS.eval_batch_size)
   epochs = -(-FLAGS.train_steps // FLAGS.steps_per_epoch)
   tb = os.path.join(workdir, "tensorboard")
+  time_limit = callbacks_lib.TimeLimit(FLAGS.max_train_seconds)
   model.fit(
       train_ds, epochs=epochs, steps_per_epoch=FLAGS.steps_per_epoch,
       validation_data=eval_ds, verbose=1,
@@ -86,9 +91,10 @@ def train(data, config, workdir, strategy, extra_callbacks=()):
           tf.keras.callbacks.TensorBoard(tb, update_freq=max(1, FLAGS.steps_per_epoch // 10)),
           callbacks_lib.SummaryCallback(os.path.join(tb, "samples"),
                                         sample_budget=FLAGS.sample_budget),
+          time_limit,
           *extra_callbacks,
       ])
-  if model.stop_training:
+  if model.stop_training and not time_limit.expired:
     raise cli.UserError("training stopped: the loss became NaN")
   return model
 
@@ -103,9 +109,11 @@ def main(argv):
   model = train(data, config, FLAGS.workdir, strategy)
   model_dir = os.path.join(FLAGS.workdir, "model")
   checkpoints.save(model, model_dir)
-  export_dir = FLAGS.export_dir or os.path.join(FLAGS.workdir, "export")
-  serving, codec = exports.write(checkpoints.restore(model_dir), export_dir)
-  print(f"model: {model_dir}\nservable export: {serving}\ncodec export: {codec}")
+  print(f"model: {model_dir} ({int(model.optimizer.iterations.numpy())} steps)")
+  if FLAGS.export:
+    export_dir = FLAGS.export_dir or os.path.join(FLAGS.workdir, "export")
+    serving, codec = exports.write(checkpoints.restore(model_dir), export_dir)
+    print(f"servable export: {serving}\ncodec export: {codec}")
 
 
 if __name__ == "__main__":
