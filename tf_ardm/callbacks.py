@@ -50,6 +50,9 @@ class SummaryCallback(tf.keras.callbacks.Callback):
 class TimeLimit(tf.keras.callbacks.Callback):
   """Stops training after `seconds` of wall clock (never when None).
 
+  The clock starts when the first step of this run ends, so that compiling
+  the train step (minutes under XLA on a loaded CPU) does not count.
+
   Attributes:
     expired: whether the limit stopped training.
   """
@@ -58,10 +61,11 @@ class TimeLimit(tf.keras.callbacks.Callback):
     super().__init__()
     self.seconds, self.expired, self._start = seconds, False, None
 
-  def on_train_begin(self, logs=None):
-    self._start = time.monotonic()
-
   def on_train_batch_end(self, batch, logs=None):
-    if self.seconds is not None and time.monotonic() - self._start >= self.seconds:
+    if self.seconds is None:
+      return
+    if self._start is None:
+      self._start = time.monotonic()
+    elif time.monotonic() - self._start >= self.seconds:
       self.expired = True
       self.model.stop_training = True

@@ -1,6 +1,7 @@
 """Saving and restoring trained models: config.json plus a TF checkpoint.
 
-A model directory holds `config.json` (the ModelConfig), `model-*` files with
+A model directory holds `config.json` (the ModelConfig, the EMA decay and the
+number of optimizer steps trained), `model-*` files with
 the training network, the EMA network and the loss tracker, and optionally
 `heldout_loss_components.npy` (float32 [D], from evaluate --loss_components).
 """
@@ -27,9 +28,11 @@ def save(model, directory):
   """Writes config.json and the weights of `model` into `directory`, atomically."""
   tmp = directory.rstrip("/") + ".tmp"
   tf.io.gfile.makedirs(tmp)
+  optimizer = getattr(model, "optimizer", None)
+  steps = int(optimizer.iterations.numpy()) if optimizer else model.trained_steps
   with open(os.path.join(tmp, CONFIG), "w") as f:
     f.write(json.dumps({"model": json.loads(model.config.to_json()),
-                        "ema_decay": model.ema_decay}, indent=2))
+                        "ema_decay": model.ema_decay, "trained_steps": steps}, indent=2))
   _checkpoint(model).write(os.path.join(tmp, "model"))
   heldout = getattr(model, "heldout_loss_components", None)
   if heldout is not None:
@@ -52,6 +55,7 @@ def restore(directory):
   except (ValueError, KeyError, TypeError) as e:
     raise UserError(f"{path} is corrupt: {e}") from e
   model = models.build(config, ema_decay=meta.get("ema_decay", 0.9999))
+  model.trained_steps = meta.get("trained_steps")
   try:
     _checkpoint(model).read(os.path.join(directory, "model")).assert_consumed()
   except (tf.errors.OpError, AssertionError, ValueError) as e:

@@ -32,8 +32,8 @@ flags.DEFINE_enum("strategy", "mirrored", strategies.NAMES,
 flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
 flags.DEFINE_integer("train_steps", 10000, "Total optimizer steps.", lower_bound=1)
 flags.DEFINE_float("max_train_seconds", None, "Stop training after this many "
-                   "seconds (wall clock of this run) even before --train_steps.",
-                   lower_bound=0.0)
+                   "seconds of wall clock after the run's first (compiling) "
+                   "step, even before --train_steps.", lower_bound=0.0)
 flags.DEFINE_bool("export", True, "Write the SavedModel exports after training.")
 flags.DEFINE_integer("steps_per_epoch", 500, "Steps between evaluations, "
                      "summaries and checkpoints.", lower_bound=1)

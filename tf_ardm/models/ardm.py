@@ -169,6 +169,7 @@ class OAARDM(tf.keras.Model):
     self.seed = seed
     self.rng = tf.random.Generator.from_seed(seed)  # Evaluation orders and times.
     self.heldout_loss_components = None  # float32 [D] from evaluate, if any.
+    self.trained_steps = None  # Optimizer steps of a restored model, if known.
     self.bpd_metric = tf.keras.metrics.Mean("bpd")
     self.nce_metric = tf.keras.metrics.Mean("nce_bpd")
     self.loss_metric = tf.keras.metrics.Mean("loss")
