@@ -155,11 +155,11 @@ def main(argv):
                          title=f"{name} test, {FLAGS.train_seconds:.0f} s of training each",
                          logx=True)
     print(f"plot: {path}", flush=True)
-  print(f"\n{'data':<7} {'network':<28} {'method':<20} {'k or T':>6} {'calls':>7} "
+  print(f"\n{'data':<7} {'network':<34} {'method':<20} {'k or T':>6} {'calls':>7} "
         f"{'E[calls]':>8} {'bits/dim':>17} {'predicted':>9}")
   for name, n, d, label, rows, _ in table:
     for method, steps, calls, expected, mean, se, predicted in rows:
-      print(f"{name:<7} {label:<28} {method:<20} {steps:>6} {calls:>7.1f} {expected:>8.1f} "
+      print(f"{name:<7} {label:<34} {method:<20} {steps:>6} {calls:>7.1f} {expected:>8.1f} "
             f"{mean:>8.4f} ± {se:.4f} {predicted:>9.4f}")
   print()
   for name, n, d, label, rows, checks in table:
