@@ -35,10 +35,10 @@ class LossTracker(tf.keras.layers.Layer):
         (fixed shapes, so that the update compiles under XLA).
     """
     ctx = tf.distribute.get_replica_context()
-    if observed is None:
-      observed = tf.ones_like(t, tf.bool)
+    observed = tf.ones_like(t, tf.int32) if observed is None else tf.cast(observed, tf.int32)
     if ctx is not None and ctx.num_replicas_in_sync > 1:
       t, loss, observed = (ctx.all_gather(v, axis=0) for v in (t, loss, observed))
+    observed = observed > 0
     # Skipped observations go to an extra step, num_steps, dropped at the end.
     steps = self.num_steps + 1
     t = tf.where(observed, tf.cast(t, tf.int32), self.num_steps)
