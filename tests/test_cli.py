@@ -186,3 +186,22 @@ def test_model_without_loss_components_gives_clear_error(tmp_path):
       "error: the model has no loss components, so only budget D = 64 is possible; "
       "train it longer or run tf_ardm.evaluate --loss_components"]
   assert not (tmp_path / "s.png").exists()
+
+
+def test_evaluate_scores_any_network_as_absorbing_diffusion(tmp_path):
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tf_ardm import checkpoints  # pylint: disable=g-import-not-at-top
+  from tf_ardm import models  # pylint: disable=g-import-not-at-top
+  config = dataclasses.replace(tiny_config(shape=(8, 8, 1), num_classes=17),
+                               objective="absorbing", diffusion_steps=5)
+  checkpoints.save(models.build(config), str(tmp_path / "m"))
+  out = run("evaluate", f"--checkpoint={tmp_path / 'm'}", "--passes=1", "--limit=20",
+            "--exact_nll=false", "--diffusion_steps=1000").stdout
+  # Its own T and the requested one.
+  assert "absorbing-diffusion ELBO, T = 5 (1 passes)" in out
+  assert "absorbing-diffusion ELBO, T = 1000 (1 passes)" in out
+  out = run("evaluate", f"--checkpoint={tmp_path / 'm'}", "--diffusion_steps=0", check=False)
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines() == [
+      "error: flag --diffusion_steps=['0']: --diffusion_steps must be integers >= 1"]
