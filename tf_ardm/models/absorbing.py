@@ -26,8 +26,8 @@ T (1 - (1 - 1/T)^D) <= min(T, D).
 Units: ELBO values are in bits/dim (<= 0); losses are their negation.
 """
 import numpy as np
-from scipy import stats
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tf_ardm import config as config_lib
 from tf_ardm import sampling
@@ -178,7 +178,9 @@ def expected_loss(loss_components, diffusion_steps):
   d = len(losses)
   m = np.arange(1, d + 1)[:, None]
   t = np.arange(1, diffusion_steps + 1)[None, :]
-  weights = (stats.binom.pmf(m, d, t / diffusion_steps) / t).sum(axis=1)
+  binomial = tfp.distributions.Binomial(total_count=np.float64(d),
+                                        probs=t / diffusion_steps)
+  weights = (binomial.prob(m.astype(np.float64)).numpy() / t).sum(axis=1)
   return float(np.sum(weights * m[:, 0] * losses[::-1]))
 
 
