@@ -42,6 +42,11 @@ def trained(tmp_path_factory):
      "branching factor 4 does not fit K = 17 classes"),
     (["--dataset=photos", "--model_type=upscale", "--transition=text8"],
      "the text8 vowel/consonant transition only applies to text data"),
+    (["--objective=absorbing"], "--objective=absorbing needs --diffusion_steps=T"),
+    (["--dataset=photos", "--model_type=upscale", "--objective=absorbing",
+      "--diffusion_steps=10"], "the absorbing objective needs an order-agnostic model"),
+    (["--objective=absorbing", "--diffusion_steps=0"], "--diffusion_steps=0"),
+    (["--diffusion_steps=10"], "--diffusion_steps applies to --objective=absorbing only"),
 ])
 def test_bad_input_gives_one_line_error(args, message):
   out = run("train", *args, check=False)
@@ -299,3 +304,22 @@ def test_upscale_model_through_every_command(tmp_path):
   out = run("compress", f"--model={workdir / 'model'}", str(png), str(tmp_path / "c"),
             check=False)
   assert out.returncode == 2 and "codes OA models only" in out.stderr
+
+
+def test_evaluate_scores_any_network_as_absorbing_diffusion(tmp_path):
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tf_ardm import checkpoints  # pylint: disable=g-import-not-at-top
+  from tf_ardm import models  # pylint: disable=g-import-not-at-top
+  config = dataclasses.replace(tiny_config(shape=(8, 8, 1), num_classes=17),
+                               objective="absorbing", diffusion_steps=5)
+  checkpoints.save(models.build(config), str(tmp_path / "m"))
+  out = run("evaluate", f"--checkpoint={tmp_path / 'm'}", "--passes=1", "--limit=20",
+            "--exact_nll=false", "--diffusion_steps=1000").stdout
+  # Its own T and the requested one.
+  assert "absorbing-diffusion ELBO, T = 5 (1 passes)" in out
+  assert "absorbing-diffusion ELBO, T = 1000 (1 passes)" in out
+  out = run("evaluate", f"--checkpoint={tmp_path / 'm'}", "--diffusion_steps=0", check=False)
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines() == [
+      "error: flag --diffusion_steps=['0']: --diffusion_steps must be integers >= 1"]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ConstantLogits, tiny_config
+from conftest import ConstantLogits, CountingLogits, tiny_config
 from tf_ardm import dynamic_programming as dp
 from tf_ardm import masks
 from tf_ardm import policies
@@ -11,21 +11,6 @@ from tf_ardm import sampling
 from tf_ardm import servable
 from tf_ardm.config import ModelConfig
 from tf_ardm.models.ardm import Denoiser, OAARDM
-
-
-class CountingLogits(tf.keras.layers.Layer):
-  """Predicts (number of known positions) mod K everywhere, deterministically."""
-
-  def __init__(self, num_classes, **kwargs):
-    super().__init__(**kwargs)
-    self.k = num_classes
-
-  def call(self, x_in, t, mask, training=False):
-    known = tf.reduce_sum(mask, axis=[1, 2, 3])
-    target = tf.cast(known, tf.int32) % self.k
-    onehot = tf.one_hot(target, self.k) * 50.0
-    return tf.broadcast_to(onehot[:, None, None, None, :],
-                           tf.concat([tf.shape(x_in), [self.k]], 0))
 
 
 def counting_denoiser(shape=(2, 3, 1), k=7):

@@ -9,13 +9,14 @@ import tensorflow as tf
 from conftest import ConstantLogits
 from tf_ardm import codec
 from tf_ardm import masks
+from tf_ardm import models
 from tf_ardm import sampling
 from tf_ardm import servable
 from tf_ardm import transitions as tr
 from tf_ardm.config import ModelConfig
 from tf_ardm.errors import UserError
 from tf_ardm.models.ardm import Denoiser
-from tf_ardm.models.upscale import UpscaleDenoiser, build_model
+from tf_ardm.models.upscale import UpscaleDenoiser
 
 
 def upscale_config(shape=(2, 2, 3), k=256, b=4, transition="zero_lsb",
@@ -228,7 +229,7 @@ def tiny_upscale(request):
   config = ModelConfig("x", "image", [2, 1, 1], 8, "unet",
                        dict(channels=8, num_res_blocks=0), model_type="upscale",
                        branching=2, parametrization=request.param)
-  model = build_model(config)
+  model = models.build(config)
   model.loss_tracker.update(tf.range(6), tf.constant([3.0, 2.0, 1.0, 1.0, 0.5, 0.2]))
   return model
 

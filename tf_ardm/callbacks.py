@@ -1,4 +1,4 @@
-"""Training callbacks: TensorBoard images of samples and the per-step loss curve."""
+"""Training callbacks: summaries of samples and per-step losses, a time limit."""
 import time
 
 import numpy as np

@@ -1,6 +1,7 @@
 """Saving and restoring trained models: config.json plus a TF checkpoint.
 
-A model directory holds `config.json` (the ModelConfig), `model-*` files with
+A model directory holds `config.json` (the ModelConfig, the EMA decay and the
+number of optimizer steps trained), `model-*` files with
 the training network, the EMA network and the loss tracker, and optionally
 `heldout_loss_components.npy` (float32 [D], from evaluate --loss_components).
 """
@@ -11,9 +12,9 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ardm import atomic
+from tf_ardm import models
 from tf_ardm.config import ModelConfig
 from tf_ardm.errors import UserError
-from tf_ardm.models.upscale import build_model
 
 CONFIG = "config.json"
 HELDOUT = "heldout_loss_components.npy"
@@ -26,10 +27,13 @@ def _checkpoint(model):
 
 def save(model, directory):
   """Writes config.json and the weights of `model` into `directory`, atomically."""
+  optimizer = getattr(model, "optimizer", None)
+  steps = int(optimizer.iterations.numpy()) if optimizer else model.trained_steps
   with atomic.directory(directory) as tmp:
     with open(os.path.join(tmp, CONFIG), "w") as f:
       f.write(json.dumps({"model": json.loads(model.config.to_json()),
-                          "ema_decay": model.ema_decay}, indent=2))
+                          "ema_decay": model.ema_decay, "trained_steps": steps},
+                         indent=2))
     _checkpoint(model).write(os.path.join(tmp, "model"))
     heldout = getattr(model, "heldout_loss_components", None)
     if heldout is not None:
@@ -37,8 +41,7 @@ def save(model, directory):
 
 
 def restore(directory):
-  """Rebuilds the model saved in `directory` (OAARDM or UpscaleARDM with
-  restored weights)."""
+  """Rebuilds the model saved in `directory` (the config's model class, restored)."""
   path = os.path.join(directory, CONFIG)
   if not os.path.isfile(path):
     raise UserError(f"no trained model in {directory} (missing {CONFIG}); "
@@ -49,7 +52,8 @@ def restore(directory):
     config = ModelConfig(**meta["model"])
   except (ValueError, KeyError, TypeError) as e:
     raise UserError(f"{path} is corrupt: {e}") from e
-  model = build_model(config, ema_decay=meta.get("ema_decay", 0.9999))
+  model = models.build(config, ema_decay=meta.get("ema_decay", 0.9999))
+  model.trained_steps = meta.get("trained_steps")
   try:
     _checkpoint(model).read(os.path.join(directory, "model")).assert_consumed()
   except (tf.errors.OpError, AssertionError, ValueError) as e:

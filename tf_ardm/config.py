@@ -6,9 +6,13 @@ It is stored as JSON next to checkpoints and inside exports, so that
 import dataclasses
 import json
 import math
+from typing import Optional
 
 from tf_ardm import transitions
 from tf_ardm.errors import UserError
+
+# Training objectives: the OA-ARDM (spec §3) and T-step absorbing diffusion.
+OBJECTIVES = ("ardm", "absorbing")
 
 
 @dataclasses.dataclass
@@ -29,6 +33,8 @@ class ModelConfig:
     transition: Upscale transition: 'zero_lsb', 'augment' or 'text8'.
     parametrization: Upscale output: 'data' (K logits pushed down to the
       stage) or 'direct' (S*b digit logits).
+    objective: the training objective, 'ardm' or 'absorbing'.
+    diffusion_steps: T of the absorbing objective; None for 'ardm'.
   """
   dataset: str
   kind: str
@@ -42,10 +48,23 @@ class ModelConfig:
   branching: int = 0
   transition: str = "zero_lsb"
   parametrization: str = "data"
+  objective: str = "ardm"
+  diffusion_steps: Optional[int] = None
 
   def __post_init__(self):
     if self.model_type not in ("oa", "upscale"):
       raise UserError(f"unknown model type {self.model_type!r}; choose oa or upscale")
+    if self.objective not in OBJECTIVES:
+      raise UserError(f"unknown objective {self.objective!r}; "
+                      f"choose one of {', '.join(OBJECTIVES)}")
+    if self.objective == "absorbing":
+      check_diffusion_steps(self.diffusion_steps)
+      if self.model_type != "oa":
+        raise UserError("the absorbing objective needs an order-agnostic model "
+                        f"(model_type 'oa'), not {self.model_type!r}")
+    elif self.diffusion_steps is not None:
+      raise UserError("diffusion_steps applies to the absorbing objective only, "
+                      f"not to {self.objective!r}")
     self.upscale_transition = None
     if self.model_type == "upscale":
       self.upscale_transition = transitions.build(
@@ -99,3 +118,10 @@ class ModelConfig:
       return cls(**json.loads(text))
     except (TypeError, ValueError) as e:
       raise UserError(f"invalid model config: {e}") from e
+
+
+def check_diffusion_steps(steps):
+  """Raises UserError unless `steps` (T of absorbing diffusion) is an int >= 1."""
+  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    raise UserError(f"the number of diffusion steps T must be an integer >= 1, "
+                    f"got {steps!r}")

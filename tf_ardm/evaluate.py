@@ -6,6 +6,8 @@ r"""Evaluates a trained model (a checkpoint or a SavedModel) on held-out data.
 Reports the stochastic ELBO averaged over --passes passes (spec §3.5) with its
 standard error, the exact negative log-likelihood under one fixed order (the
 sum over all D steps), and optionally bits/dim against the generation budget.
+Any network is also scored as T-step absorbing diffusion for --diffusion_steps
+(and for the T it was trained with, if trained with --objective=absorbing).
 """
 from absl import flags
 import numpy as np
@@ -29,6 +31,12 @@ flags.DEFINE_integer("limit", None, "Evaluate only the first N datapoints.",
 flags.DEFINE_list("budgets", [], "Budgets for a bits/dim-against-budget table, "
                   "e.g. 1,2,4,8,16,32,64; 'powers' means 1, 2, 4, ..., D.")
 flags.DEFINE_string("plot", None, "PNG path for the plot of bits/dim against budget.")
+flags.DEFINE_list("diffusion_steps", [], "Also report the T-step absorbing-"
+                  "diffusion ELBO of the network for these T, e.g. 64,1000 (a "
+                  "model trained with --objective=absorbing always reports its T).")
+flags.register_validator(
+    "diffusion_steps", lambda v: all(s.isdigit() and int(s) >= 1 for s in v),
+    "--diffusion_steps must be integers >= 1")
 flags.DEFINE_bool("loss_components", False, "Estimate the per-step loss "
                   "components on --split and store them with the --checkpoint.")
 flags.DEFINE_integer("samples_per_step", 16, "Datapoints per step for "
@@ -52,6 +60,12 @@ def main(argv):
   stages = f", {config.num_stages} stages" if config.num_stages > 1 else ""
   print(f"{config.dataset} {FLAGS.split}: {len(x)} datapoints, D = {d}{stages}")
   print(f"ELBO ({FLAGS.passes} passes): {mean:.4f} ± {se:.4f} {unit}")
+  trained_steps = [config.diffusion_steps] if config.objective == "absorbing" else []
+  for steps in sorted(set(trained_steps + [int(s) for s in FLAGS.diffusion_steps])):
+    mean, se = evaluation.absorbing_elbo(scorer, x, steps, FLAGS.passes,
+                                         FLAGS.batch_size, FLAGS.seed)
+    print(f"absorbing-diffusion ELBO, T = {steps} ({FLAGS.passes} passes): "
+          f"{mean:.4f} ± {se:.4f} {unit}")
   if FLAGS.exact_nll:
     nll = evaluation.exact_nll(scorer, x, d, FLAGS.batch_size)
     print(f"exact NLL, fixed order ({d * config.num_stages} steps): {nll:.4f} {unit}")

@@ -36,20 +36,22 @@ def _batches(x, batch_size):
     yield tf.constant(x[start:start + batch_size], tf.int32)
 
 
-def elbo_values(scorer, x, policy, passes=4, batch_size=200, seed=0):
-  """One-call ELBO estimates with `policy`, bits/dim float [passes * N] (<= 0).
+def _estimates(estimate, x, passes, batch_size, seed):
+  """estimate(batch, seed) float [b] over `passes` passes of x, concatenated.
 
-  The orders, times and policy indices depend only on (seed, pass, batch), so
-  two policies scored with the same seed share their random numbers.
+  The seeds depend only on (seed, pass, batch), so two estimators run with
+  the same seed share their random numbers.
   """
+  return np.concatenate([
+      estimate(batch, tf.constant(seed * 100003 + p * 1009 + i)).numpy()
+      for p in range(passes) for i, batch in enumerate(_batches(x, batch_size))])
+
+
+def elbo_values(scorer, x, policy, passes=4, batch_size=200, seed=0):
+  """One-call ELBO estimates with `policy`, bits/dim float [passes * N] (<= 0)."""
   policy = tf.constant(policy, tf.int32)
-  values = []
-  for p in range(passes):
-    for i, batch in enumerate(_batches(x, batch_size)):
-      out = scorer.elbo(x=batch, policy=policy,
-                        seed=tf.constant(seed * 100003 + p * 1009 + i))
-      values.append(out["elbo_bpd"].numpy())
-  return np.concatenate(values)
+  return _estimates(lambda b, s: scorer.elbo(x=b, policy=policy, seed=s)["elbo_bpd"],
+                    x, passes, batch_size, seed)
 
 
 def mean_and_se(values):
@@ -64,6 +66,17 @@ def elbo(scorer, x, policy, passes=4, batch_size=200, seed=0):
   The standard error is that of the mean of the N * passes estimates.
   """
   return mean_and_se(-elbo_values(scorer, x, policy, passes, batch_size, seed))
+
+
+def absorbing_elbo(scorer, x, diffusion_steps, passes=4, batch_size=200, seed=0):
+  """Negative T-step absorbing-diffusion ELBO (bits/dim): (mean, s.e.).
+
+  The one-call estimate of tf_ardm.models.absorbing over `passes` passes.
+  """
+  steps = tf.constant(diffusion_steps, tf.int32)
+  return mean_and_se(-_estimates(
+      lambda b, s: scorer.absorbing_elbo(x=b, diffusion_steps=steps, seed=s)["elbo_bpd"],
+      x, passes, batch_size, seed))
 
 
 def exact_nll(scorer, x, budget, batch_size=200):

@@ -5,6 +5,7 @@ Validators only check values; they never touch the file system.
 from absl import flags
 
 from tf_ardm import transitions
+from tf_ardm import config as config_lib
 from tf_ardm.config import ModelConfig
 from tf_ardm.data import datasets
 
@@ -16,6 +17,11 @@ flags.DEFINE_integer("seq_len", 250, "Text chunk length (characters).", lower_bo
 flags.DEFINE_enum("patch_size", "16", ["16", "32"], "photos: patch width and height.")
 flags.DEFINE_float("ce_weight", 0.001, "Weight of the cross-entropy auxiliary term.",
                    lower_bound=0.0)
+flags.DEFINE_enum("objective", "ardm", config_lib.OBJECTIVES,
+                  "Training objective: the order-agnostic ARDM, or T-step "
+                  "absorbing discrete diffusion (D3PM) with the same network.")
+flags.DEFINE_integer("diffusion_steps", None, "T, the number of steps of "
+                     "--objective=absorbing.", lower_bound=1)
 flags.DEFINE_integer("sigma_seed", 0, "Seed of the fixed order used for exact "
                      "likelihoods and coding.", lower_bound=0)
 # The model (spec §3, §6). `--model` names an export in the other commands,
@@ -53,6 +59,14 @@ flags.register_validator("channels", lambda c: c % 4 == 0,
 flags.register_multi_flags_validator(
     ["dim", "num_heads"], lambda f: f["dim"] % f["num_heads"] == 0,
     "--dim must be a multiple of --num_heads")
+flags.register_multi_flags_validator(
+    ["objective", "diffusion_steps"],
+    lambda f: f["objective"] != "absorbing" or f["diffusion_steps"] is not None,
+    "--objective=absorbing needs --diffusion_steps=T")
+flags.register_multi_flags_validator(
+    ["objective", "diffusion_steps"],
+    lambda f: f["objective"] == "absorbing" or f["diffusion_steps"] is None,
+    "--diffusion_steps applies to --objective=absorbing only")
 
 FLAGS = flags.FLAGS
 
@@ -85,4 +99,5 @@ def config_from_flags(data):
   return ModelConfig(dataset=data.name, kind=data.kind, shape=list(data.shape),
                      num_classes=data.num_classes, network=network,
                      network_kwargs=kwargs, ce_weight=FLAGS.ce_weight,
-                     sigma_seed=FLAGS.sigma_seed, **upscale)
+                     sigma_seed=FLAGS.sigma_seed, objective=FLAGS.objective,
+                     diffusion_steps=FLAGS.diffusion_steps, **upscale)

@@ -19,6 +19,12 @@ carry a stage axis ([S, k] instead of [k]), its steps t are global in
       (known positions kept bit for bit), conditional_bits float32 [B]
       (-log2 p(x_unknown | x_known) of the given x).
   policy(budget) -> int32 [budget], the optimal policy (the DP per stage).
+  absorbing_elbo(x, diffusion_steps, seed) -> elbo_bpd float32 [B]: the
+      one-call estimate of the T-step absorbing-diffusion ELBO (<= 0) of the
+      same network, T = diffusion_steps >= 1 (tf_ardm.models.absorbing; OA
+      models only).
+  absorbing_sample(num, diffusion_steps, seed) -> samples int32
+      [num, *shape], calls int32 [num] (network calls of each sample).
   loss_components() -> loss_components float32 [S*D] (bits/dim per step, the
       training-time EMA), heldout_loss_components float32 [S*D] or [0] (the
       held-out estimate; policies use it when present).
@@ -36,6 +42,7 @@ from tf_ardm import policies
 from tf_ardm import sampling
 from tf_ardm.config import ModelConfig
 from tf_ardm.errors import UserError
+from tf_ardm.models import absorbing
 
 
 class Servable(tf.Module):
@@ -82,6 +89,11 @@ class Servable(tf.Module):
     self.infill = tf.function(self._infill, input_signature=[
         x_spec, tf.TensorSpec(shape, tf.int32, name="known"), scalar("budget"),
         scalar("seed")])
+    if self.num_stages == 1:  # Absorbing diffusion masks an OA model's input.
+      self.absorbing_elbo = tf.function(self._absorbing_elbo, input_signature=[
+          x_spec, scalar("diffusion_steps"), scalar("seed")])
+      self.absorbing_sample = tf.function(self._absorbing_sample, input_signature=[
+          scalar("num"), scalar("diffusion_steps"), scalar("seed")])
     self.loss_components = tf.function(
         lambda: {"loss_components": self.loss_components_value,
                  "heldout_loss_components": self.heldout_components_value},
@@ -177,6 +189,17 @@ class Servable(tf.Module):
                               tf.stack([seed, 2]))
     return {"samples": samples}
 
+  def _absorbing_elbo(self, x, diffusion_steps, seed):
+    self._check_x(x)
+    return {"elbo_bpd": absorbing.elbo(self.denoiser, x, diffusion_steps,
+                                       tf.stack([seed, 5]))}
+
+  def _absorbing_sample(self, num, diffusion_steps, seed):
+    tf.debugging.assert_positive(num, message="num must be >= 1")
+    samples, calls = absorbing.sample(self.denoiser, num, diffusion_steps,
+                                      tf.stack([seed, 6]))
+    return {"samples": samples, "calls": calls}
+
   def _infill(self, x, known, budget, seed):
     """Samples the unknown positions; also -log2 p(x_unknown | x_known).
 
@@ -203,10 +226,14 @@ class Servable(tf.Module):
     return {"samples": state, "conditional_bits": bits}
 
   def signatures(self):
-    return {"serving_default": self.log_prob, "log_prob": self.log_prob,
-            "elbo": self.elbo, "step_loss": self.step_loss, "sample": self.sample,
-            "infill": self.infill, "policy": self.policy,
-            "loss_components": self.loss_components}
+    signatures = {"serving_default": self.log_prob, "log_prob": self.log_prob,
+                  "elbo": self.elbo, "step_loss": self.step_loss, "sample": self.sample,
+                  "infill": self.infill, "policy": self.policy,
+                  "loss_components": self.loss_components}
+    if self.num_stages == 1:
+      signatures.update(absorbing_elbo=self.absorbing_elbo,
+                        absorbing_sample=self.absorbing_sample)
+    return signatures
 
 
 def export(model, export_dir):

@@ -26,11 +26,11 @@ from tf_ardm import cli
 from tf_ardm import errors
 from tf_ardm import exports
 from tf_ardm import input_pipeline
+from tf_ardm import models
 from tf_ardm import model_flags
 from tf_ardm import optimizers
 from tf_ardm import preemption
 from tf_ardm import strategies
-from tf_ardm.models.upscale import build_model as build_ardm
 
 flags.DEFINE_string("workdir", "runs/digits", "Checkpoints, TensorBoard logs, model.")
 flags.DEFINE_string("export_dir", None, "Export root: <export_dir>/serving/1 "
@@ -42,6 +42,7 @@ flags.DEFINE_string("tpu", None, "--strategy=tpu: the TPU's name or grpc:// "
                     "address (default: the TPU VM's own TPU).")
 flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
 flags.DEFINE_integer("train_steps", 10000, "Total optimizer steps.", lower_bound=1)
+flags.DEFINE_bool("export", True, "Write the SavedModel exports after training.")
 flags.DEFINE_integer("steps_per_epoch", 500, "Steps between evaluations and "
                      "summaries.", lower_bound=1)
 flags.DEFINE_integer("checkpoint_every", 100, "Steps between backups of the "
@@ -77,7 +78,7 @@ PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a TERM kill
 def build_model(config, strategy):
   """The model and its compiled optimizer, under `strategy`."""
   with strategy.scope():
-    model = build_ardm(config, ema_decay=FLAGS.ema_decay, seed=FLAGS.seed)
+    model = models.build(config, ema_decay=FLAGS.ema_decay, seed=FLAGS.seed)
     optimizer = optimizers.build(
         FLAGS.optimizer, FLAGS.learning_rate, FLAGS.warmup_steps, FLAGS.beta1,
         FLAGS.beta2, weight_decay=FLAGS.weight_decay,
@@ -143,9 +144,11 @@ def main(argv):
     return  # A multi-worker run: the chief writes the model and the exports.
   model_dir = os.path.join(FLAGS.workdir, "model")
   checkpoints.save(model, model_dir)
-  serving, codec = exports.write(checkpoints.restore(model_dir), export_dir)
-  print(f"model: {model_dir}\nservable export: {serving}\n"
-        f"codec export: {codec or 'none (the codec codes OA models only)'}")
+  print(f"model: {model_dir} ({int(model.optimizer.iterations.numpy())} steps)")
+  if FLAGS.export:
+    serving, codec = exports.write(checkpoints.restore(model_dir), export_dir)
+    print(f"servable export: {serving}\n"
+          f"codec export: {codec or 'none (the codec codes OA models only)'}")
 
 
 if __name__ == "__main__":

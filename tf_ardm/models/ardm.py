@@ -11,6 +11,7 @@ import math
 import tensorflow as tf
 
 from tf_ardm import distributions
+from tf_ardm import errors
 from tf_ardm import masks
 from tf_ardm import sampling
 from tf_ardm.models.loss_tracker import LossTracker
@@ -107,15 +108,37 @@ class Denoiser(tf.Module):
 
     The known positions (sigma < left) hold x_future, the others x_past.
     """
+    return self.known_log_prob(x, masks.known_mask(sigma, left), left, stage, training)
+
+  def known_log_prob(self, x, known, t, stage=None, training=False):
+    """log p(x_future | x_future at `known`) in nats at every position, [B, D].
+
+    One network call. known: int [B, D] or [B, *shape], 1 where given;
+    t: int32 [B] number of known positions (the network's time input).
+    """
     batch = tf.shape(x)[0]
     stage = self.stage_ids(stage, batch)
     x_future, x_past = self.stage_inputs(x, stage)
-    known = tf.reshape(masks.known_mask(sigma, left), tf.shape(x))
-    logits = self.logits(masks.corrupt(x_future, known, x_past), left, known, stage,
+    known = tf.reshape(known, tf.shape(x))
+    logits = self.logits(masks.corrupt(x_future, known, x_past), t, known, stage,
                          training)
     logits = self.stage_logits(logits, x_past, stage)
     logp = distributions.log_prob(logits, self.target(x_future, stage))
     return tf.reshape(logp, [batch, -1])
+
+  def unknown_log_prob(self, x, known, t, training=False):
+    """sum_{i unknown} log p(x_i | x_known) in nats, float32 [B] (OA models).
+
+    Args:
+      x: int32 [B, *shape] data.
+      known: int [B, D] or [B, *shape], 1 where x is given.
+      t: int32 [B] number of known positions (the network's time input).
+    """
+    batch = tf.shape(x)[0]
+    logp = self.known_log_prob(x, known, t, training=training)
+    unknown = tf.reshape(tf.cast(1 - tf.reshape(known, tf.shape(x)), tf.float32),
+                         [batch, -1])
+    return tf.reduce_sum(unknown * logp, axis=1)
 
   def elbo_terms(self, x, sigma, t, training=False):
     """The single-step ELBO estimator of spec §3.1 (§6.4) for given sigma and t.
@@ -190,11 +213,18 @@ class OAARDM(tf.keras.Model):
 
   Training draws a global step t uniformly from [0, S*D) (S = 1 here; the
   Upscale subclass has S stages) and the loss tracker keeps S*D components.
+  Subclasses train the same networks with another objective (OBJECTIVE, the
+  config's `objective`) by overriding `training_terms` and `evaluation_terms`.
   """
 
   denoiser_class = Denoiser
+  OBJECTIVE = "ardm"
 
   def __init__(self, config, ema_decay=0.9999, seed=0, **kwargs):
+    errors.check(config.objective == self.OBJECTIVE,
+                 "a model config with objective %r does not fit %s, which trains "
+                 "the %r objective", config.objective, type(self).__name__,
+                 self.OBJECTIVE)
     super().__init__(**kwargs)
     self.config = config
     self.ema_decay = ema_decay
@@ -209,6 +239,7 @@ class OAARDM(tf.keras.Model):
     self.seed = seed
     self.rng = tf.random.Generator.from_seed(seed)  # Evaluation orders and times.
     self.heldout_loss_components = None  # float32 [D] from evaluate, if any.
+    self.trained_steps = None  # Optimizer steps of a restored model, if known.
     self.bpd_metric = tf.keras.metrics.Mean("bpd")
     self.nce_metric = tf.keras.metrics.Mean("nce_bpd")
     self.loss_metric = tf.keras.metrics.Mean("loss")
@@ -230,41 +261,68 @@ class OAARDM(tf.keras.Model):
     t = self.rng.uniform([batch], 0, self.total_steps, dtype=tf.int32)
     return sigma, t
 
-  def training_order_and_time(self, batch, step):
-    """sigma int32 [B, D] and global t int32 [B] for this replica's part of a step.
+  def replica_draws(self, batch, step, draw):
+    """This replica's rows of `draw(global_batch, seed)` for a training step.
 
-    They are a stateless function of (seed, step) drawn for the whole global
-    batch, each replica taking its own slice: training is reproducible, and
-    any number of replicas or workers sees exactly the orders and times of a
-    single device running the same global batch.
+    Training draws are a stateless function of (seed, step), made for the
+    whole global batch, each replica taking its own slice: training is
+    reproducible, and any number of replicas or workers sees exactly the
+    draws of a single device running the same global batch.
+
+    Args:
+      batch: this replica's batch size B.
+      step: the optimizer step.
+      draw: (n, seed int64 [2]) -> a structure of tensors with n rows.
     """
     ctx = tf.distribute.get_replica_context()
     replicas = ctx.num_replicas_in_sync if ctx is not None else 1
     replica = tf.cast(ctx.replica_id_in_sync_group if ctx is not None else 0, tf.int32)
-    seeds = tf.random.experimental.stateless_split(
-        tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)]), 2)
+    seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
     rows = tf.range(batch) + replica * batch
-    noise = tf.random.stateless_uniform([batch * replicas, self.num_steps], seeds[0])
-    t = tf.random.stateless_uniform([batch * replicas], seeds[1], 0, self.total_steps,
-                                    dtype=tf.int32)
-    return tf.argsort(tf.gather(noise, rows), axis=-1), tf.gather(t, rows)
+    return tf.nest.map_structure(lambda v: tf.gather(v, rows),
+                                 draw(batch * replicas, seed))
+
+  def training_order_and_time(self, batch, step):
+    """sigma int32 [B, D] and global t int32 [B] for this replica's part of a step."""
+    def draw(n, seed):
+      seeds = tf.random.experimental.stateless_split(seed, 2)
+      noise = tf.random.stateless_uniform([n, self.num_steps], seeds[0])
+      t = tf.random.stateless_uniform([n], seeds[1], 0, self.total_steps, dtype=tf.int32)
+      return tf.argsort(noise, axis=-1), t
+    return self.replica_draws(batch, step, draw)
 
   def per_example_loss(self, x, sigma, t):
     """Training loss [B]: -elbo - ce_weight * nce (bits/dim), and the terms."""
     terms = self.train_denoiser.elbo_terms(x, sigma, t, training=True)
     return -terms["elbo"] - self.config.ce_weight * terms["nce"], terms
 
+  def training_terms(self, x, step):
+    """The objective on a training batch at optimizer step `step`.
+
+    Returns:
+      (loss float32 [B], terms): terms holds 'elbo' and 'nce' (bits/dim
+      [B]) and the loss tracker's observations 't' int32 [B] (number of known
+      positions), 'elbo_per_t' float32 [B] and 'observed' bool [B].
+    """
+    sigma, t = self.training_order_and_time(tf.shape(x)[0], step)
+    loss, terms = self.per_example_loss(x, sigma, t)
+    return loss, dict(terms, t=t, observed=tf.ones_like(t, tf.bool))
+
+  def evaluation_terms(self, x):
+    """'elbo' and 'nce' (bits/dim [B]) of the EMA network with the model's RNG."""
+    sigma, t = self.sample_order_and_time(tf.shape(x)[0])
+    return self.ema.elbo_terms(x, sigma, t)
+
   def train_step(self, data):
     x = data
-    sigma, t = self.training_order_and_time(tf.shape(x)[0], self.optimizer.iterations)
     with tf.GradientTape() as tape:
-      per_example, terms = self.per_example_loss(x, sigma, t)
+      per_example, terms = self.training_terms(x, self.optimizer.iterations)
       loss = tf.nn.compute_average_loss(per_example)
     variables = self.network.trainable_variables
     grads = tape.gradient(loss, variables)
     self.optimizer.apply_gradients(zip(grads, variables))
     self._update_ema()
-    self.loss_tracker.update(t, -terms["elbo_per_t"])
+    self.loss_tracker.update(terms["t"], -terms["elbo_per_t"], terms["observed"])
     self.loss_metric.update_state(per_example)
     self.bpd_metric.update_state(-terms["elbo"])
     self.nce_metric.update_state(-terms["nce"])
@@ -276,16 +334,13 @@ class OAARDM(tf.keras.Model):
       ema.assign(decay * ema + (1.0 - decay) * tf.cast(var, ema.dtype))
 
   def test_step(self, data):
-    x = data
-    sigma, t = self.sample_order_and_time(tf.shape(x)[0])
-    terms = self.ema.elbo_terms(x, sigma, t)
+    terms = self.evaluation_terms(data)
     self.bpd_metric.update_state(-terms["elbo"])
     self.nce_metric.update_state(-terms["nce"])
     self.loss_metric.update_state(-terms["elbo"] - self.config.ce_weight * terms["nce"])
     return {m.name: m.result() for m in self.metrics}
 
   def call(self, x, training=False):
-    """Negative ELBO estimate per example (bits/dim), float32 [B]."""
-    sigma, t = self.sample_order_and_time(tf.shape(x)[0])
-    denoiser = self.train_denoiser if training else self.ema
-    return -denoiser.elbo_terms(x, sigma, t, training=training)["elbo"]
+    """Negative ELBO estimate of the EMA network per example (bits/dim), float32 [B]."""
+    del training  # Training goes through train_step.
+    return -self.evaluation_terms(x)["elbo"]

@@ -25,29 +25,41 @@ class LossTracker(tf.keras.layers.Layer):
     self.ema = self.add_weight("ema", [num_steps], tf.float32, "zeros", **sync)
     self.count = self.add_weight("count", [num_steps], tf.int64, "zeros", **sync)
 
-  def update(self, t, loss):
-    """Applies observations in order. t: int32 [N] steps; loss: float32 [N]."""
+  def update(self, t, loss, observed=None):
+    """Applies observations in order.
+
+    Args:
+      t: int32 [N] steps.
+      loss: float32 [N].
+      observed: optional bool [N]; observations where it is False are skipped
+        (fixed shapes, so that the update compiles under XLA).
+    """
     ctx = tf.distribute.get_replica_context()
+    observed = tf.ones_like(t, tf.int32) if observed is None else tf.cast(observed, tf.int32)
     if ctx is not None and ctx.num_replicas_in_sync > 1:
-      t, loss = ctx.all_gather(t, axis=0), ctx.all_gather(loss, axis=0)
-    t = tf.cast(t, tf.int32)
+      t, loss, observed = (ctx.all_gather(v, axis=0) for v in (t, loss, observed))
+    observed = observed > 0
+    # Skipped observations go to an extra step, num_steps, dropped at the end.
+    steps = self.num_steps + 1
+    t = tf.where(observed, tf.cast(t, tf.int32), self.num_steps)
+    count = tf.concat([self.count, tf.zeros([1], self.count.dtype)], 0)
     n = tf.shape(t)[0]
     m = self.momentum
     # Rank of each observation among those of the same step, in batch order.
     order = tf.argsort(t, stable=True)
     position = tf.range(n)
-    first = tf.math.unsorted_segment_min(position, tf.gather(t, order), self.num_steps)
+    first = tf.math.unsorted_segment_min(position, tf.gather(t, order), steps)
     rank = tf.scatter_nd(order[:, None],
                          position - tf.gather(first, tf.gather(t, order)), [n])
-    group = tf.math.unsorted_segment_sum(tf.ones([n], tf.int32), t, self.num_steps)
-    seen = tf.gather(self.count, t) > 0
+    group = tf.math.unsorted_segment_sum(tf.ones([n], tf.int32), t, steps)
+    seen = tf.gather(count, t) > 0
     # Each observation's weight in the final average after its group's updates.
     exponent = tf.cast(tf.gather(group, t) - 1 - rank, tf.float32)
     weight = tf.where(seen | (rank > 0), 1.0 - m, 1.0) * m**exponent
-    added = tf.math.unsorted_segment_sum(weight * loss, t, self.num_steps)
+    added = tf.math.unsorted_segment_sum(weight * loss, t, steps)[:-1]
+    group = group[:-1]
     keep = tf.where(self.count > 0, m**tf.cast(group, tf.float32), 0.0)
-    observed = group > 0
-    self.ema.assign(tf.where(observed, keep * self.ema + added, self.ema))
+    self.ema.assign(tf.where(group > 0, keep * self.ema + added, self.ema))
     self.count.assign_add(tf.cast(group, tf.int64))
 
   def loss_components(self):

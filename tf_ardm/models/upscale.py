@@ -46,8 +46,3 @@ class UpscaleARDM(ardm.OAARDM):
 
   denoiser_class = UpscaleDenoiser
 
-
-def build_model(config, **kwargs):
-  """The Keras model for `config`: an OAARDM or an UpscaleARDM."""
-  cls = UpscaleARDM if config.model_type == "upscale" else ardm.OAARDM
-  return cls(config, **kwargs)
