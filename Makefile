@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(PY) -m tf_ardm.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info
