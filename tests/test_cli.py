@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import forked_cli
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--dataset=digits", "--channels=16", "--num_res_blocks=1", "--batch_size=32",
         "--train_steps=60", "--steps_per_epoch=30", "--learning_rate=2e-3",
@@ -29,7 +31,7 @@ def trained(tmp_path_factory):
   return workdir
 
 
-@pytest.mark.parametrize("args,message", [
+TRAIN_FLAG_ERRORS = [
     (["--dataset=mnist"], "--dataset=mnist"),
     (["--dataset=text8", "--data_dir=/nonexistent"], "text8 not found"),
     (["--batch_size=abc"], "--batch_size=abc"),
@@ -47,12 +49,23 @@ def trained(tmp_path_factory):
       "--diffusion_steps=10"], "the absorbing objective needs an order-agnostic model"),
     (["--objective=absorbing", "--diffusion_steps=0"], "--diffusion_steps=0"),
     (["--diffusion_steps=10"], "--diffusion_steps applies to --objective=absorbing only"),
-])
-def test_bad_input_gives_one_line_error(args, message):
-  out = run("train", *args, check=False)
-  assert out.returncode == 2
-  lines = out.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
+]
+
+
+@pytest.fixture(scope="module")
+def train_flag_errors():
+  """(returncode, stdout, stderr) per TRAIN_FLAG_ERRORS case, from forked runs."""
+  return forked_cli.run_many("train", [args for args, _ in TRAIN_FLAG_ERRORS])
+
+
+@pytest.mark.parametrize("case", range(len(TRAIN_FLAG_ERRORS)),
+                         ids=[m for _, m in TRAIN_FLAG_ERRORS])
+def test_bad_input_gives_one_line_error(train_flag_errors, case):
+  returncode, _, stderr = train_flag_errors[case]
+  assert returncode == 2, stderr[-3000:]
+  lines = stderr.strip().splitlines()
+  message = TRAIN_FLAG_ERRORS[case][1]
+  assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], stderr
 
 
 def test_helpfull_documents_every_flag():
@@ -266,21 +279,38 @@ BAD_INPUT = [
 ]
 
 
+@pytest.fixture(scope="module")
+def bad_input_runs(tmp_path_factory):
+  """Per BAD_INPUT case: its directory of inputs, their snapshot before the
+  run, and (returncode, stdout, stderr); one forked server per command."""
+  root = tmp_path_factory.mktemp("bad_input")
+  cases = []
+  for i, (command, args, _) in enumerate(BAD_INPUT):
+    d = root / str(i)
+    d.mkdir()
+    _bad_inputs(d)
+    args = [a.format(d=d) for a in args]
+    if command == "train":  # Never the default workdir in the repository.
+      args = [f"--workdir={d}/run"] + args
+    cases.append((command, args, d, _snapshot(d)))
+  results = {}
+  for command in dict.fromkeys(c for c, _, _, _ in cases):
+    ids = [i for i, case in enumerate(cases) if case[0] == command]
+    results.update(zip(ids, forked_cli.run_many(command, [cases[i][1] for i in ids])))
+  return [(d, before, results[i]) for i, (_, _, d, before) in enumerate(cases)]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("command,args,message", BAD_INPUT,
+@pytest.mark.parametrize("case", range(len(BAD_INPUT)),
                          ids=[f"{c}-{i}" for i, (c, _, _) in enumerate(BAD_INPUT)])
-def test_bad_input_across_commands(tmp_path, command, args, message):
+def test_bad_input_across_commands(bad_input_runs, case):
   """One line `error: ...`, exit status 2, nothing written, inputs untouched."""
-  _bad_inputs(tmp_path)
-  before = _snapshot(tmp_path)
-  args = [a.format(d=tmp_path) for a in args]
-  if command == "train":  # Never the default workdir in the repository.
-    args = [f"--workdir={tmp_path}/run"] + args
-  out = run(command, *args, check=False)
-  assert out.returncode == 2, out.stderr[-3000:]
-  lines = out.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
-  assert _snapshot(tmp_path) == before
+  d, before, (returncode, _, stderr) = bad_input_runs[case]
+  assert returncode == 2, stderr[-3000:]
+  lines = stderr.strip().splitlines()
+  message = BAD_INPUT[case][2]
+  assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], stderr
+  assert _snapshot(d) == before
 
 
 @pytest.mark.slow
