@@ -26,8 +26,6 @@ diffusion the closed-form T-step loss from the same per-step losses
 two ordering checks, and writes a PNG per config to --out.
 """
 import os
-import shutil
-import subprocess
 import sys
 import time
 
@@ -37,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import equal_time  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm import dynamic_programming as dp  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -63,29 +62,6 @@ flags.DEFINE_bool("reuse", False, "Score the networks already in --workdir "
                   "instead of training them.")
 flags.DEFINE_string("out", "benchmarks/results", "Where the PNG plots go.")
 FLAGS = flags.FLAGS
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def train_pair(config_path, workdir):
-  """Trains the ARDM and the absorbing network at the same time; their dirs."""
-  runs = {}
-  for objective in ("ardm", "absorbing"):
-    run_dir = os.path.join(workdir, objective)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    extra = ([f"--diffusion_steps={FLAGS.train_diffusion_steps}"]
-             if objective == "absorbing" else [])
-    cmd = [sys.executable, "-m", "tf_ardm.train", f"--flagfile={config_path}",
-           f"--objective={objective}", *extra, f"--workdir={run_dir}",
-           f"--max_train_minutes={FLAGS.train_seconds / 60}", "--train_steps=100000000",
-           "--steps_per_epoch=100000000", "--noexport"]
-    log = open(os.path.join(workdir, f"{objective}.log"), "w")
-    runs[objective] = (run_dir, subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=log), log)
-  for objective, (run_dir, proc, log) in runs.items():
-    if proc.wait():
-      raise SystemExit(f"training {objective} failed, see {log.name}")
-    log.close()
-  return {objective: os.path.join(run_dir, "model") for objective, (run_dir, _, _) in
-          runs.items()}
 
 
 def score(model_dir):
@@ -134,7 +110,11 @@ def main(argv):
     if FLAGS.reuse:
       dirs = {o: os.path.join(workdir, o, "model") for o in ("ardm", "absorbing")}
     else:
-      dirs = train_pair(config_path, workdir)
+      dirs = equal_time.train({
+          "ardm": (config_path, ["--objective=ardm"]),
+          "absorbing": (config_path, ["--objective=absorbing",
+                                      f"--diffusion_steps={FLAGS.train_diffusion_steps}"])},
+          workdir, FLAGS.train_seconds / 60)
     print(f"{name}: trained both networks in {time.time() - start:.0f} s of wall clock "
           f"({FLAGS.train_seconds:.0f} s each, concurrently)", flush=True)
     series = []

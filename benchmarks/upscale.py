@@ -2,9 +2,10 @@ r"""OA against Upscale-4 and Upscale-2 on `photos`, at equal wall-clock training
 
   .venv/bin/python benchmarks/upscale.py --minutes=8
 
-Trains each config for --minutes of wall-clock time after its first step
-(same network, optimiser and batch; XLA compilation excluded), one after the
-other in this process, then scores the 16x16 test patches with each model's EMA weights:
+Trains all configs at the same time (benchmarks/equal_time.py), each for
+--minutes of wall-clock time after its first step (same network, optimiser
+and batch; XLA compilation excluded), so that all see the same CPU load,
+then scores the 16x16 test patches with each model's EMA weights:
 the ELBO (bits/dim, ± s.e. over --passes passes) at full budget (D calls per
 stage) and with the DP policy at each of --budgets calls per stage. The same
 test patches are then coded with PNG, WebP and JPEG-XL (when `cjxl` is
@@ -12,7 +13,6 @@ installed), per patch and tiled into one image, and with the general-purpose
 compressors; their ratio is to the best model's full-budget ELBO.
 """
 import os
-import shutil
 import sys
 
 from absl import app
@@ -21,13 +21,11 @@ import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import equal_time  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm import baselines  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import callbacks  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import model_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm import servable  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import strategies  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import train as train_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_float("minutes", 8.0, "Wall-clock training time per model.", lower_bound=0.1)
 flags.DEFINE_list("configs", ["configs/photos_oa.cfg", "configs/photos_upscale4.cfg",
@@ -37,21 +35,6 @@ flags.DEFINE_integer("passes", 2, "ELBO passes over the test patches.", lower_bo
 flags.DEFINE_string("out", "runs/upscale_benchmark", "Work directory.")
 
 FLAGS = flags.FLAGS
-
-
-def train_one(flagfile, minutes, workdir):
-  """Trains `flagfile` in this process for `minutes` after its first
-  (compiling) step; returns (model, data, TimeLimit)."""
-  shutil.rmtree(workdir, ignore_errors=True)  # No resuming from an earlier run.
-  FLAGS.unparse_flags()
-  FLAGS([sys.argv[0], f"--flagfile={flagfile}", "--train_steps=10000000",
-         "--steps_per_epoch=10000000", f"--workdir={workdir}"])
-  data = model_flags.load_data()
-  config = model_flags.config_from_flags(data)
-  limit = callbacks.TimeLimit(minutes)
-  model = train_lib.train(data, config, workdir, strategies.build("one_device"),
-                          extra_callbacks=[limit])
-  return model, data, limit
 
 
 def score(model, x, budgets, passes):
@@ -69,12 +52,15 @@ def main(argv):
   del argv
   minutes, configs, passes, out = FLAGS.minutes, FLAGS.configs, FLAGS.passes, FLAGS.out
   budgets = [int(b) for b in FLAGS.budgets]
+  os.makedirs(out, exist_ok=True)
+  names = [os.path.splitext(os.path.basename(flagfile))[0] for flagfile in configs]
+  dirs = equal_time.train({name: (flagfile, []) for name, flagfile in zip(names, configs)},
+                          out, minutes)
   results = []
-  for flagfile in configs:
-    name = os.path.splitext(os.path.basename(flagfile))[0]
-    model, data, limit = train_one(flagfile, minutes, os.path.join(out, name))
-    steps, seconds = limit.steps, limit.elapsed
-    test = data.splits["test"]
+  for name in names:
+    model = checkpoints.restore(dirs[name])
+    steps, seconds = model.trained_steps, 60 * minutes
+    test = evaluation.load_split(model.config, "test")
     full, at_budget = score(model, test, budgets, passes)
     per_stage = np.reshape(model.loss_tracker.loss_components().numpy(),
                            [model.config.num_stages, -1]).sum(1)
@@ -99,7 +85,8 @@ def main(argv):
           + f"  (total {per_stage.sum():.3f})")
   best = min(r[4][0] for r in results)
   rows = [(f"{r[0]} ELBO, full budget", r[4][0]) for r in results]
-  rows += [row for row in baselines.table(test, 256, data.splits["train"])
+  train = evaluation.load_split(model.config, "train")
+  rows += [row for row in baselines.table(test, 256, train)
            if row[1] is not None]
   print("\n" + baselines.format_table(rows, reference=best))
 
