@@ -7,7 +7,6 @@ import pytest
 import tensorflow as tf
 
 from conftest import ConstantLogits
-from tf_ardm import codec
 from tf_ardm import distributions
 from tf_ardm import masks
 from tf_ardm import models
@@ -307,7 +306,3 @@ def test_upscale_servable_signatures(tiny_upscale):
   assert np.all(elbo["elbo_bpd"].numpy() <= 0)
   assert scorer.loss_components()["loss_components"].shape == [6]
 
-
-def test_codec_refuses_upscale_models(tiny_upscale):
-  with pytest.raises(UserError, match="codes OA models only"):
-    codec.Codec(tiny_upscale)
