@@ -19,6 +19,7 @@ from tf_ardm import coding
 from tf_ardm import container
 from tf_ardm import crc
 from tf_ardm import distributions
+from tf_ardm import exports
 from tf_ardm import models
 from tf_ardm import stream
 from tf_ardm.config import ModelConfig
@@ -402,6 +403,21 @@ def test_upscale_uniform_choices_cost_log2_k_bits():
 def test_upscale_fuzzed_streams_never_decode(upscale_coder, patches):
   outcomes = _fuzz(upscale_coder, patches[:3], 5, 24, seed=7)
   assert outcomes["decoded"] == 0 and outcomes["error"] > 20, outcomes
+
+
+@pytest.mark.slow
+def test_upscale_export_round_trip(patches, tmp_path):
+  """The codec export of an Upscale model (direct parametrization; the CLI
+  test exports a data-parametrized one) loads and round-trips."""
+  model = _model(_upscale_config("direct"))
+  root = str(tmp_path / "export")
+  _, codec_dir = exports.write(model, root)
+  assert codec_dir == os.path.join(root, "codec")
+  loaded = codec_lib.load(root)
+  assert loaded.fingerprint == codec_lib.Codec(model).fingerprint
+  streams = loaded.compress_each(patches[:4], 5)
+  np.testing.assert_array_equal(loaded.decompress_each(streams), patches[:4])
+  np.testing.assert_array_equal(loaded.decompress(loaded.compress(patches, 48)), patches)
 
 
 # -------------------------------------------------------------- .ardm files ---
