@@ -361,6 +361,7 @@ def test_upscale_batch_single_and_solid_agree(upscale_coder, patches):
   np.testing.assert_array_equal(np.concatenate(parts), patches)
   np.testing.assert_array_equal(upscale_coder.decompress(upscale_coder.compress(patches, 5)),
                                 patches)
+  assert upscale_coder.decompress(upscale_coder.compress(patches[:0], 5)).shape == (0, 4, 4, 3)
 
 
 def test_upscale_stream_length_is_the_exact_code_length(upscale_coder, patches):
@@ -385,12 +386,15 @@ def test_upscale_uniform_choices_cost_log2_k_bits():
   """All-zero logits: each of the S = 4 stages costs log2(b) = 2 bits a value.
 
   Augmented classes (K' = 341): the codec codes only the b possible values of
-  each stage, so the payload is the exact length, 8 bits a value.
+  each stage, so the payload is the exact length, 8 bits a value. Flat loss
+  components make the policies [0, 0, 0]: two empty groups per stage.
   """
   config = _upscale_config("data", "augment", branching=4, shape=(2, 2, 3))
   model = _model(config)
   model.ema = UpscaleDenoiser(config, ConstantLogits(np.zeros(256, np.float32)))
+  model.heldout_loss_components = np.ones(config.total_steps, np.float32)
   coder = _coder(model)
+  np.testing.assert_array_equal(coder.module.policy(3), [[0, 0, 0]] * 4)
   x = np.random.default_rng(6).integers(0, 256, (40, 2, 2, 3)).astype(np.int32)
   np.testing.assert_allclose(coder.exact_bits(x, 3), 8 * 12, rtol=1e-5)
   data = coder.compress(x, 3)

@@ -69,6 +69,7 @@ from tf_ardm import checkpoints
 from tf_ardm import coding
 from tf_ardm import crc
 from tf_ardm import distributions
+from tf_ardm import masks
 from tf_ardm import servable
 from tf_ardm import stream
 from tf_ardm.errors import UserError
@@ -264,11 +265,16 @@ class Codec(servable.Servable):
       probs = tf.reshape(probs, [num_streams, -1, tf.shape(probs)[-1]])
       decoder, symbols = coding.decode(decoder, probs)
       shadow = coding.encode(shadow, symbols, probs)
-      positions = self.order[stage, left:right]
-      values = self.denoiser.chosen_value(tf.reshape(symbols, [n, -1]),
-                                          tf.gather(x, positions, axis=1), tf.fill([n], stage))
-      x = tf.tensor_scatter_nd_update(tf.transpose(x), positions[:, None], tf.transpose(values))
-      return tf.transpose(x), decoder, shadow
+      x_past = tf.gather(x, self.order[stage, left:right], axis=1)
+      values = self.denoiser.chosen_value(tf.reshape(symbols, [n, right - left]), x_past,
+                                          tf.fill([n], stage))
+      # Each group position takes the value of its step; a column of padding
+      # keeps the gather valid for an empty group.
+      sigma = self.sigma[stage]
+      group = masks.current_mask(sigma, left, right) > 0
+      values = tf.gather(tf.pad(values, [[0, 0], [0, 1]]), tf.where(group, sigma - left, 0),
+                         axis=1)
+      return tf.where(group, values, x), decoder, shadow
 
     x, decoder, shadow = self._steps(policies, step, (x, decoder, shadow))
     data_crc = self._data_crc(x, num_streams)
