@@ -72,7 +72,7 @@ def step_groups(codec, x, budget):
     logits = codec.denoiser.logits(
         tf.reshape(masks.corrupt(flat, known, codec.absorbing), x.shape),
         tf.fill([n], left), known)
-    current = codec.order[left:right]
+    current = codec.order[0, left:right]
     logits = tf.gather(tf.reshape(logits, [n, codec.num_steps, -1]), current, axis=1)
     groups.append((tf.gather(flat, current, axis=1), distributions.safe_probs(logits)))
   return groups

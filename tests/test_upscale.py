@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import ConstantLogits
-from tf_ardm import codec
+from tf_ardm import distributions
 from tf_ardm import masks
 from tf_ardm import models
 from tf_ardm import sampling
@@ -175,12 +175,16 @@ class RandomLogits(tf.keras.layers.Layer):
     return 4.0 * tf.random.stateless_normal(tf.concat([tf.shape(x_in), [self.n]], 0), seed)
 
 
-@pytest.mark.parametrize("kind,shape,k,b,transition,parametrization", [
+# (kind, shape, K, b, transition, parametrization) of small Upscale models.
+MODEL_CASES = [
     ("image", (2, 2, 3), 256, 4, "zero_lsb", "data"),
     ("image", (2, 2, 3), 256, 2, "augment", "data"),
     ("image", (2, 2, 3), 256, 4, "zero_lsb", "direct"),
     ("image", (2, 2, 1), 8, 2, "zero_lsb", "direct"),
-    ("text", (6, 1), 28, 0, "text8", "data")])
+    ("text", (6, 1), 28, 0, "text8", "data")]
+
+
+@pytest.mark.parametrize("kind,shape,k,b,transition,parametrization", MODEL_CASES)
 def test_samples_lie_in_the_value_range_and_follow_the_stages(kind, shape, k, b, transition,
                                                               parametrization):
   config = upscale_config(shape, k, b, transition, parametrization, kind)
@@ -201,6 +205,43 @@ def test_samples_lie_in_the_value_range_and_follow_the_stages(kind, shape, k, b,
     np.testing.assert_array_equal(steps[config.num_stages - 1 - s][new], state)
     state = new
   assert state.max() < k
+
+
+def test_choices_list_what_each_step_undoes():
+  table, counts = tr.zero_least_significant_digit(8, 2).choices()
+  assert table[1][4].tolist() == [4, 6] and counts[1].tolist() == [2, 0, 0, 0, 2, 0, 0, 0]
+  table, counts = tr.augment_text8().choices()
+  assert table[1][30][:4].tolist() == [0, 1, 28, 29] and counts[1][30] == 4
+  assert table[0][28][:5].tolist() == list(tr.TEXT8_VOWELS) and table[0][28][5] == 2
+  assert counts[0][[0, 1, 28, 29]].tolist() == [1, 1, 5, 21]
+
+
+@pytest.mark.parametrize("kind,shape,k,b,transition,parametrization", MODEL_CASES)
+def test_codec_choices_invert_and_carry_the_stage_distribution(kind, shape, k, b, transition,
+                                                               parametrization):
+  """choice and chosen_value are inverse; choice_probs is the stage
+  distribution on the possible choices, smoothed by eps, zero elsewhere."""
+  config = upscale_config(shape, k, b, transition, parametrization, kind)
+  denoiser = UpscaleDenoiser(config, ConstantLogits(np.zeros(config.output_classes)))
+  batch = 4 * config.num_stages
+  x = tf.random.stateless_uniform([batch, *shape], [6, 7], 0, k, tf.int32)
+  stage = tf.range(batch) % config.num_stages
+  future, past = denoiser.stage_inputs(x, stage)
+  choice = denoiser.choice(future, past, stage)
+  assert 0 <= choice.numpy().min() and choice.numpy().max() < denoiser.num_choices
+  np.testing.assert_array_equal(denoiser.chosen_value(choice, past, stage), future)
+  logits = 3.0 * tf.random.stateless_normal([batch, *shape, config.output_classes], [8, 9])
+  probs = denoiser.choice_probs(logits, past, stage).numpy()
+  np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+  log_p = distributions.log_prob(denoiser.stage_logits(logits, past, stage),
+                                 denoiser.target(future, stage))
+  picked = np.take_along_axis(probs, choice.numpy()[..., None], -1)[..., 0]
+  bound = distributions.EPSILON * denoiser.num_choices
+  np.testing.assert_allclose(picked, np.exp(log_p), atol=bound + 1e-6)
+  possible = probs > 0
+  assert np.all(picked > 0) and probs[possible].min() >= distributions.EPSILON * (1 - 1e-5)
+  # text8 pads its rows of 1-21 possible values to A = 21 choices.
+  assert possible.all() == (transition != "text8")
 
 
 @pytest.mark.parametrize("args,message", [
@@ -265,7 +306,3 @@ def test_upscale_servable_signatures(tiny_upscale):
   assert np.all(elbo["elbo_bpd"].numpy() <= 0)
   assert scorer.loss_components()["loss_components"].shape == [6]
 
-
-def test_codec_refuses_upscale_models(tiny_upscale):
-  with pytest.raises(UserError, match="codes OA models only"):
-    codec.Codec(tiny_upscale)

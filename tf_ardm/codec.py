@@ -1,8 +1,10 @@
-"""Lossless compression with a trained OA-ARDM (spec §5, spec/coding.md).
+"""Lossless compression with a trained ARDM (spec §5, spec/coding.md).
 
 `Codec` is the servable module (`tf_ardm.servable`) plus these tf.functions
 (x int32 with values in [0, K); budget int32 scalar in [1, D], the network
-calls per datapoint; streams in the format of `tf_ardm.stream`):
+calls per datapoint and stage, as for the servable's log_prob: an OA model
+has one stage, an Upscale model S; streams in the format of
+`tf_ardm.stream`):
 
   compress(x [*shape], budget) -> stream string []
   decompress(stream []) -> x [*shape]
@@ -19,26 +21,35 @@ The functions raise InvalidArgumentError with a one-line reason for invalid
 input (before any network call) and for invalid streams. Signatures with
 these names exist as well (outputs named output_0 where there is one).
 
-Encoding follows the fixed order sigma and the DP-optimal policy for the
-budget: a tf.while_loop over the k policy steps makes one network call per
+Encoding follows the stages s = 0..S-1 in generation order (coarse to
+fine; S = 1 for OA) and, within stage s, its fixed order sigma_s and its
+DP-optimal policy for the budget (`Servable._stage_policies`): one
+tf.while_loop over the S*k policy steps makes one network call per
 micro-batch and codes the step's group of positions (the same group for every
-datapoint, as sigma is shared) with one range coder op per bit level
-(`tf_ardm.coding`). TFC's coder is first-in first-out, so the encoder codes
-in decoding order. The decoder mirrors the loop, re-encodes what it decodes,
-and fails unless the data CRC matches and the re-encoded stream equals its
-input byte for byte, so a corrupted, truncated, extended or foreign stream
-raises InvalidArgumentError and never yields wrong data.
+datapoint, as sigma_s is shared) with one range coder op per bit level
+(`tf_ardm.coding`). A position's symbol is its choice among the A values the
+stage can give it (the denoiser's `choice`: OA, the K classes; Upscale, the
+values that downscale to x_past, see `transitions.StageSpace`), coded with
+the stage distribution restricted to them (`choice_probs`), so the stream
+comes within a fraction of a percent of the exact code length
+-log2 p(x | sigma, policies) (`Coder.exact_bits`). TFC's coder is first-in
+first-out, so the encoder codes in decoding order. The decoder mirrors the
+loop, re-encodes what it decodes, and fails unless the data CRC matches and
+the re-encoded stream equals its input byte for byte, so a corrupted,
+truncated, extended or foreign stream raises InvalidArgumentError and never
+yields wrong data.
 
 Determinism: the coder needs bit-identical probabilities on both sides. The
-network and its softmax run as one XLA-compiled function (`network_probs`)
-on micro-batches of exactly `micro_batch` datapoints (the last one padded),
-so the floats never depend on how many datapoints a caller codes together,
-nor on TF's oneDNN kernels, which gave different results (and crashed)
-inside these loops under CPU load in TF 2.14. Everything after the softmax
-is exact IEEE arithmetic. Tests check batch against single, other batch
-sizes and a fresh process; benchmarks/codec_determinism.py checks encoders
+network and the choice probabilities (its softmax, and an Upscale stage's
+distribution) run as one XLA-compiled function (`network_probs`) on
+micro-batches of exactly `micro_batch` datapoints (the last one padded), so
+the floats never depend on how many datapoints a caller codes together, nor
+on TF's oneDNN kernels, which gave different results (and crashed) inside
+these loops under CPU load in TF 2.14. Everything after it is exact IEEE
+arithmetic. Tests check batch against single, other batch sizes and a fresh
+process; benchmarks/codec_determinism.py checks encoders
 and decoders running concurrently. The fingerprint (SHA-256 of the EMA
-weights, config, order, policy table and coding settings) ties streams to
+weights, config, orders, policy tables and coding settings) ties streams to
 one model; decoding needs the same TF build and CPU/GPU kind as encoding,
 which the CRC enforces.
 
@@ -77,23 +88,20 @@ class Codec(servable.Servable):
   """The servable functions plus lossless compress/decompress (see module doc)."""
 
   def __init__(self, model, micro_batch=DEFAULT_MICRO_BATCH):
-    if model.config.model_type != "oa":
-      raise UserError(f"the lossless codec codes OA models only; this is an "
-                      f"{model.config.model_type} model (use its servable export "
-                      "for likelihoods and samples)")
     if micro_batch != 1 and micro_batch % 16:
       raise UserError(f"the micro-batch must be 1 or a multiple of 16, got {micro_batch}")
     super().__init__(model)
     config = model.config
     self.shape, self.micro_batch = list(config.shape), int(micro_batch)
     self.absorbing = config.absorbing
-    d, k = self.num_steps, self.num_classes
-    self.max_solid = max(1, _MAX_STEP_VALUES // (d * (k + 2**coding.num_bits(k))))
-    self.order = tf.constant(np.argsort(self.sigma.numpy()[0]).astype(np.int32))
+    d, a = self.num_steps, self.denoiser.num_choices
+    self.max_solid = max(1, _MAX_STEP_VALUES // (d * (a + 2**coding.num_bits(a))))
+    # Per stage, the position generated at each step: int32 [S, D].
+    self.order = tf.constant(np.argsort(self.sigma.numpy(), axis=1).astype(np.int32))
     self.fingerprint = fingerprint(self, micro_batch)
     self.network_probs = tf.function(self._network_probs, jit_compile=True, input_signature=[
         tf.TensorSpec([micro_batch, d], tf.int32), tf.TensorSpec([], tf.int32),
-        tf.TensorSpec([d], tf.int32)])
+        tf.TensorSpec([d], tf.int32), tf.TensorSpec([], tf.int32)])
     x_spec = tf.TensorSpec(self.shape, tf.int32, name="x")
     batch_spec = tf.TensorSpec([None, *self.shape], tf.int32, name="x")
     budget_spec = tf.TensorSpec([], tf.int32, name="budget")
@@ -128,47 +136,55 @@ class Codec(servable.Servable):
             "compress_solid": self.compress_solid,
             "decompress_solid": self.decompress_solid, "codec_info": self.codec_info}
 
-  def _network_probs(self, x_in, t, known):
-    """Safe probabilities float32 [m, D, K] of one micro-batch, under XLA.
+  def _network_probs(self, x_in, t, known, stage):
+    """Choice probabilities float32 [m, D, A] of one micro-batch, under XLA.
 
-    x_in: int32 [m, D] corrupted input in data order; t: int32 scalar;
-    known: int32 [D]. Compiled once per model (all shapes are static).
+    x_in: int32 [m, D] network input in data order: x_future where known,
+    x_past elsewhere; t: int32 scalar, the step within the stage; known:
+    int32 [D]; stage: int32 scalar. Compiled once per model (all shapes are
+    static).
     """
     m = self.micro_batch
-    logits = self.denoiser.logits(tf.reshape(x_in, [m, *self.shape]), tf.fill([m], t),
-                                  tf.tile(known[None], [m, 1]))
-    return distributions.safe_probs(tf.reshape(logits, [m, self.num_steps, self.num_classes]))
+    x_in = tf.reshape(x_in, [m, *self.shape])
+    stage = tf.fill([m], stage)
+    logits = self.denoiser.logits(x_in, tf.fill([m], t), tf.tile(known[None], [m, 1]), stage)
+    probs = self.denoiser.choice_probs(logits, x_in, stage)
+    return tf.reshape(probs, [m, self.num_steps, self.denoiser.num_choices])
 
-  def _step_probs(self, y, left, right):
-    """Safe probabilities float32 [N, right - left, K] of the step's group.
+  def _step_probs(self, x_in, stage, left, right):
+    """Choice probabilities float32 [N, right - left, A] of a step's group.
 
-    y: int32 [N, D] values in generation order (y[:, t] is the value at
-    step t); only steps < left are read. The network runs under XLA on
-    micro-batches, one after the other: XLA's CPU kernels give the same
-    floats on every run, whereas TF 2.14's oneDNN kernels gave different
-    results (and crashed) inside these loops under CPU load.
+    x_in: int32 [N, D] network input in data order (x_future at the positions
+    with sigma_stage < left, x_past elsewhere); the group is the positions
+    with left <= sigma_stage < right, in generation order. The network runs
+    under XLA on micro-batches, one after the other: XLA's CPU kernels give
+    the same floats on every run, whereas TF 2.14's oneDNN kernels gave
+    different results (and crashed) inside these loops under CPU load.
     """
-    n, d, m = tf.shape(y)[0], self.num_steps, self.micro_batch
-    known = tf.cast(self.sigma[0] < left, tf.int32)
-    x_in = masks.corrupt(tf.gather(y, self.sigma[0], axis=1), known[None], self.absorbing)
+    n, d, m = tf.shape(x_in)[0], self.num_steps, self.micro_batch
+    known = tf.cast(self.sigma[stage] < left, tf.int32)
     chunks = tf.maximum((n + m - 1) // m, 1)  # One, all padding, when N = 0.
     x_in = tf.reshape(tf.pad(x_in, [[0, chunks * m - n], [0, 0]]), [chunks, m, d])
-    positions = self.order[left:right]
+    positions = self.order[stage, left:right]
+    a = self.denoiser.num_choices
     probs = tf.map_fn(
-        lambda x_chunk: tf.gather(self.network_probs(x_chunk, left, known), positions,
-                                  axis=1),
-        x_in, fn_output_signature=tf.TensorSpec([m, None, self.num_classes], tf.float32),
+        lambda x_chunk: tf.gather(self.network_probs(x_chunk, left, known, stage),
+                                  positions, axis=1),
+        x_in, fn_output_signature=tf.TensorSpec([m, None, a], tf.float32),
         parallel_iterations=1)
-    return tf.reshape(probs, [chunks * m, right - left, self.num_classes])[:n]
+    return tf.reshape(probs, [chunks * m, right - left, a])[:n]
 
-  def _steps(self, policy, body, state):
-    """Runs body(left, right, *state) -> state over the policy's steps."""
-    ext = tf.concat([policy, [self.num_steps]], 0)
+  def _steps(self, policies, body, state):
+    """Runs body(stage, left, right, *state) -> state over the policy steps
+    of every stage, stage 0 first; policies: int32 [S, k]."""
+    k = tf.shape(policies)[1]
+    ext = tf.concat([policies, tf.fill([self.num_stages, 1], self.num_steps)], 1)
 
-    def loop(j, *state):
-      return (j + 1, *body(ext[j], ext[j + 1], *state))
+    def loop(i, *state):
+      stage, j = i // k, i % k
+      return (i + 1, *body(stage, ext[stage, j], ext[stage, j + 1], *state))
 
-    return tf.while_loop(lambda j, *_: j < tf.size(policy), loop, (0, *state),
+    return tf.while_loop(lambda i, *_: i < self.num_stages * k, loop, (0, *state),
                          parallel_iterations=1)[1:]
 
   def _data_crc(self, x, streams):
@@ -201,16 +217,21 @@ class Codec(servable.Servable):
         # TFC writes a handle's first element even when there is none.
         tf.debugging.Assert(num_streams > 0, ["compress_batch needs at least one datapoint"])]
     with tf.control_dependencies(checks):
-      policy = self._policy(budget)
-      y = tf.gather(x, self.order, axis=1)
+      policies = self._stage_policies(budget)
       handle = coding.encoder(num_streams[None])
 
-    def step(left, right, handle):
-      probs = self._step_probs(y, left, right)
-      return (coding.encode(handle, tf.reshape(y[:, left:right], [num_streams, -1]),
-                            tf.reshape(probs, [num_streams, -1, self.num_classes])),)
+    def step(stage, left, right, handle):
+      stages = tf.fill([n], stage)
+      x_future, x_past = self.denoiser.stage_inputs(x, stages)
+      x_in = tf.where(self.sigma[stage] < left, x_future, x_past)
+      probs = self._step_probs(x_in, stage, left, right)
+      positions = self.order[stage, left:right]
+      symbols = self.denoiser.choice(tf.gather(x_future, positions, axis=1),
+                                     tf.gather(x_past, positions, axis=1), stages)
+      return (coding.encode(handle, tf.reshape(symbols, [num_streams, -1]),
+                            tf.reshape(probs, [num_streams, -1, tf.shape(probs)[-1]])),)
 
-    handle, = self._steps(policy, step, (handle,))
+    handle, = self._steps(policies, step, (handle,))
     count = tf.fill([num_streams], tf.cast(tf.where(solid, n, 1), tf.int64))
     return stream.build(self.fingerprint, budget, count, self._data_crc(x, num_streams),
                         coding.finish_encoder(handle))
@@ -234,20 +255,28 @@ class Codec(servable.Servable):
                           "decompress_solid); count:", fields["count"]),
         self._check_solid_size(tf.where(solid, fields["count"][0], 1))]
     with tf.control_dependencies(checks):
-      policy = self._policy(budget)
-      y = tf.fill([n, self.num_steps], self.absorbing)
+      policies = self._stage_policies(budget)
+      x = tf.fill([n, self.num_steps], self.absorbing)
       decoder, shadow = coding.decoder(fields["payload"]), coding.encoder(num_streams[None])
 
-    def step(left, right, y, decoder, shadow):
-      probs = tf.reshape(self._step_probs(y, left, right),
-                         [num_streams, -1, self.num_classes])
+    def step(stage, left, right, x, decoder, shadow):
+      # x holds the stage's x_future where sigma_stage < left, x_past elsewhere.
+      probs = self._step_probs(x, stage, left, right)
+      probs = tf.reshape(probs, [num_streams, -1, tf.shape(probs)[-1]])
       decoder, symbols = coding.decode(decoder, probs)
       shadow = coding.encode(shadow, symbols, probs)
-      new_y = tf.concat([y[:, :left], tf.reshape(symbols, [n, -1]), y[:, right:]], 1)
-      return tf.reshape(new_y, tf.shape(y)), decoder, shadow
+      x_past = tf.gather(x, self.order[stage, left:right], axis=1)
+      values = self.denoiser.chosen_value(tf.reshape(symbols, [n, right - left]), x_past,
+                                          tf.fill([n], stage))
+      # Each group position takes the value of its step; a column of padding
+      # keeps the gather valid for an empty group.
+      sigma = self.sigma[stage]
+      group = masks.current_mask(sigma, left, right) > 0
+      values = tf.gather(tf.pad(values, [[0, 0], [0, 1]]), tf.where(group, sigma - left, 0),
+                         axis=1)
+      return tf.where(group, values, x), decoder, shadow
 
-    y, decoder, shadow = self._steps(policy, step, (y, decoder, shadow))
-    x = tf.gather(y, self.sigma[0], axis=1)
+    x, decoder, shadow = self._steps(policies, step, (x, decoder, shadow))
     data_crc = self._data_crc(x, num_streams)
     rebuilt = stream.build(self.fingerprint, budget, fields["count"], data_crc,
                            coding.finish_encoder(shadow))
@@ -266,8 +295,9 @@ class Codec(servable.Servable):
 def fingerprint(codec, micro_batch):
   """4 bytes of SHA-256 over everything that decides the decoded data.
 
-  That is the config, the coding settings, sigma, the policy table and the
-  EMA weights.
+  That is the config (with an Upscale model's transition and
+  parametrization), the coding settings, the orders and policy tables of all
+  stages and the EMA weights.
   """
   digest = hashlib.sha256(json.dumps({
       "format": stream.VERSION, "precision": coding.PRECISION,
@@ -331,14 +361,17 @@ def _user_error(error, names=None):
 class Coder:
   """Numpy data and bytes over a Codec or its loaded export.
 
-  Data are integer arrays [N, *shape] with values in [0, K). Invalid input
-  and invalid streams raise UserError, before any network call for input.
-  `calls` counts the network calls made (micro-batches times budget).
+  Data are integer arrays [N, *shape] with values in [0, K); a budget is the
+  network calls per datapoint and stage, in [1, D]. Invalid input and
+  invalid streams raise UserError, before any network call for input.
+  `calls` counts the network calls made (micro-batches times budget times
+  the number of stages S).
   """
 
   def __init__(self, module, config):
     self.module, self.config = module, config
     self.shape, self.num_steps = tuple(config.shape), config.num_steps
+    self.num_stages = config.num_stages
     info = module.codec_info()
     self.fingerprint = info["fingerprint"].numpy()
     self.micro_batch = int(info["micro_batch"])
@@ -373,7 +406,7 @@ class Coder:
   def _code(self, fn, n, budget, *args, names=None):
     """Runs a coding function on n datapoints, counting its network calls."""
     out = self._run(fn, *args, names=names).numpy()
-    self.calls += budget * -(-n // self.micro_batch)
+    self.calls += self.num_stages * budget * -(-n // self.micro_batch)
     return out
 
   def parts(self, n):
@@ -431,7 +464,8 @@ class Coder:
 
   def exact_bits(self, x, budget):
     """The model's exact code length in bits, float64 [N], for the same
-    sigma and policy: -log2 p(x | sigma, policy(budget))."""
+    orders and policies: -log2 p(x | sigma, policy(budget)), summed over the
+    stages of an Upscale model (the servable's log_prob times D)."""
     x, budget = self.check_data(x), self.check_budget(budget)
     bits = [self._run(self.module.log_prob, x[part], budget)["bits_per_dim"].numpy()
             for part in self.parts(len(x))]

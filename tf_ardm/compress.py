@@ -24,7 +24,8 @@ from tf_ardm import codec
 from tf_ardm import codec_flags  # pylint: disable=unused-import
 from tf_ardm import container
 
-flags.DEFINE_integer("budget", None, "Network calls per datapoint, in [1, D] "
+flags.DEFINE_integer("budget", None, "Network calls per datapoint and stage (an "
+                     "Upscale model makes S times as many), in [1, D] "
                      "(default: min(D, 100)).", lower_bound=1)
 flags.DEFINE_bool("normalize", False, "Map text to the a-z/space alphabet first "
                   "(lossy: decompression gives the normalised text).")

@@ -38,7 +38,17 @@ def sample(logits, seed):
   return tf.minimum(index, tf.shape(logits)[-1] - 1)
 
 
-def safe_probs(logits):
-  """(1 - eps*K) * softmax + eps in float32 (spec §5.2), [..., K]."""
-  k = tf.cast(tf.shape(logits)[-1], tf.float32)
-  return (1.0 - EPSILON * k) * tf.nn.softmax(tf.cast(logits, tf.float32)) + EPSILON
+def safe_probs(logits, support=None):
+  """(1 - eps*n) * softmax + eps in float32 (spec §5.2), [..., K].
+
+  support: bool [..., K], the n classes that may occur; None: all K. Classes
+  outside it get probability exactly 0 and take no part in the softmax.
+  """
+  logits = tf.cast(logits, tf.float32)
+  if support is None:
+    k = tf.cast(tf.shape(logits)[-1], tf.float32)
+    return (1.0 - EPSILON * k) * tf.nn.softmax(logits) + EPSILON
+  n = tf.reduce_sum(tf.cast(support, tf.float32), -1, keepdims=True)
+  # The smallest float, not -inf: a row without support gives zeros, not NaN.
+  probs = tf.nn.softmax(tf.where(support, logits, tf.float32.min))
+  return tf.where(support, (1.0 - EPSILON * n) * probs + EPSILON, 0.0)

@@ -34,8 +34,7 @@ def main(argv):
   errors.check_writable(FLAGS.export_dir, "--export_dir")
   serving, codec_dir = exports.write(checkpoints.restore(FLAGS.checkpoint), FLAGS.export_dir,
                                      FLAGS.version, FLAGS.micro_batch)
-  print(f"servable export: {serving}\n"
-        f"codec export: {codec_dir or 'none (the codec codes OA models only)'}")
+  print(f"servable export: {serving}\ncodec export: {codec_dir}")
 
 
 if __name__ == "__main__":

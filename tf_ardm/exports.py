@@ -2,8 +2,7 @@
 
   <root>/serving/<version>/  the servable: pure TF ops, TF Serving's layout.
   <root>/codec/              the servable's functions plus compress and
-                             decompress (needs `import tensorflow_compression`);
-                             OA models only.
+                             decompress (needs `import tensorflow_compression`).
 """
 import os
 
@@ -12,11 +11,6 @@ from tf_ardm import servable
 
 
 def write(model, root, version=1, micro_batch=codec.DEFAULT_MICRO_BATCH):
-  """Writes the exports of `model` under `root`; returns their paths.
-
-  The codec path is None for an Upscale model: the codec codes OA models only.
-  """
+  """Writes the exports of `model` under `root`; returns their paths."""
   serving = servable.export(model, os.path.join(root, "serving", str(version)))
-  if model.config.model_type != "oa":
-    return serving, None
   return serving, codec.export(model, os.path.join(root, "codec"), micro_batch)

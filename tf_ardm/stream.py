@@ -4,7 +4,7 @@
   2      magic b"\\x8eA"
   1      format version (1)
   4      model fingerprint (see codec.fingerprint)
-  1-5    budget k, the number of network calls per datapoint (LEB128 varint)
+  1-5    budget k, the network calls per datapoint and stage (LEB128 varint)
   1-5    count N, the number of datapoints in the stream (varint)
   2      header check: the low 16 bits of CRC-32 over magic, version,
          fingerprint, budget (uint32) and count (uint32); it catches a

@@ -147,8 +147,7 @@ def main(argv):
   print(f"model: {model_dir} ({int(model.optimizer.iterations.numpy())} steps)")
   if FLAGS.export:
     serving, codec = exports.write(checkpoints.restore(model_dir), export_dir)
-    print(f"servable export: {serving}\n"
-          f"codec export: {codec or 'none (the codec codes OA models only)'}")
+    print(f"servable export: {serving}\ncodec export: {codec}")
 
 
 if __name__ == "__main__":

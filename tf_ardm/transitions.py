@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from tf_ardm import distributions
 from tf_ardm.errors import UserError
 
 NAMES = ("zero_lsb", "augment", "text8")
@@ -91,6 +92,27 @@ class Transition:
     for r, row in enumerate(self.cumulative()):
       bar[r, row[cols], cols] = 1.0
     return bar
+
+  def choices(self):
+    """What each step can undo: choices int32 [S, K', A] and counts int32 [S, K'].
+
+    choices[i][v] lists, ascending, the values u reachable after i steps
+    that step i maps to v; counts[i][v] says how many there are. A row is
+    padded with its first value (rows of values v that nothing maps to are
+    zero, count 0). A is the largest count: b for zero_lsb and augment.
+    """
+    reach = self.cumulative()[:, :self.num_classes]
+    lists = [[[] for _ in range(self.input_classes)] for _ in range(self.num_stages)]
+    for i, step in enumerate(self.steps):
+      for u in np.unique(reach[i]):
+        lists[i][step[u]].append(u)
+    counts = np.array([[len(row) for row in rows] for rows in lists], np.int32)
+    table = np.zeros([*counts.shape, counts.max()], np.int32)
+    for i, rows in enumerate(lists):
+      for v, row in enumerate(rows):
+        if row:
+          table[i, v] = row + row[:1] * (counts.max() - len(row))
+    return table, counts
 
 
 def zero_least_significant_digit(num_classes, branching):
@@ -170,6 +192,12 @@ class StageSpace(tf.Module):
 
   Everything takes a per-example stage s int32 [B]; r = S-1-s is the
   diffusion step the stage undoes.
+
+  The lossless codec codes a position's *choice*: the index of x_future
+  among the A = `num_choices` values the stage can give a position holding
+  x_past (data parametrisation: the values step r maps to x_past, as listed
+  by `Transition.choices`; direct: the b digits). Only those values have
+  probability, so the codec spends none on the impossible classes of K'.
   """
 
   def __init__(self, transition, parametrization="data", name=None):
@@ -181,10 +209,14 @@ class StageSpace(tf.Module):
       self.matrices = tf.constant(transition.matrices())
       self.cumulative_matrices = tf.constant(transition.cumulative_matrices())
       self.num_outputs = transition.num_classes
+      table, counts = transition.choices()
+      self.choice_table, self.choice_counts = tf.constant(table), tf.constant(counts)
+      self.num_choices = table.shape[-1]
     else:
       self.place = tf.constant([transition.branching**r
                                 for r in range(self.num_stages)], tf.int32)
       self.num_outputs = self.num_stages * transition.branching
+      self.num_choices = transition.branching
 
   def _level(self, stage):
     return self.num_stages - 1 - tf.convert_to_tensor(stage, tf.int32)
@@ -243,3 +275,45 @@ class StageSpace(tf.Module):
   def _place(self, stage, like):
     place = tf.gather(self.place, self._level(stage))
     return tf.reshape(place, tf.concat([[-1], tf.ones([tf.rank(like) - 1], tf.int32)], 0))
+
+  def _choices(self, x_past, stage):
+    """Data parametrisation: the values int32 [B, ..., A] the stage can give
+    positions holding x_past, and which of them are real (bool, same shape;
+    the rest is padding)."""
+    r = self._level(stage)
+    shape = tf.shape(x_past)
+    flat = tf.reshape(x_past, [shape[0], -1])
+    values = tf.gather(tf.gather(self.choice_table, r), flat, batch_dims=1)
+    counts = tf.gather(tf.gather(self.choice_counts, r), flat, batch_dims=1)
+    real = tf.range(self.num_choices) < counts[..., None]
+    full = tf.concat([shape, [self.num_choices]], 0)
+    return tf.reshape(values, full), tf.reshape(real, full)
+
+  def choice_probs(self, logits, x_past, stage):
+    """The codec's probabilities float32 [B, ..., A] of each choice (spec §5.2).
+
+    `distributions.safe_probs` of the stage distribution (`log_probs`),
+    restricted to the possible choices: padding gets probability 0.
+    """
+    log_probs = self.log_probs(logits, x_past, stage)
+    if self.parametrization == "direct":
+      return distributions.safe_probs(log_probs)
+    values, real = self._choices(x_past, stage)
+    rank = len(values.shape) - 1
+    return distributions.safe_probs(tf.gather(log_probs, values, batch_dims=rank), real)
+
+  def choice(self, x_future, x_past, stage):
+    """The choice int32 [B, ...] in [0, A) that gives x_future from x_past."""
+    if self.parametrization == "direct":
+      return self.target(x_future, stage)
+    values, _ = self._choices(x_past, stage)
+    # The first match is a real choice: padding repeats the first value.
+    return tf.argmax(tf.cast(tf.equal(values, x_future[..., None]), tf.int32), -1,
+                     output_type=tf.int32)
+
+  def chosen_value(self, choice, x_past, stage):
+    """The value int32 [B, ...] that `choice` (int32 [B, ...]) gives x_past."""
+    if self.parametrization == "direct":
+      return self.value(choice, x_past, stage)
+    values, _ = self._choices(x_past, stage)
+    return tf.gather(values, choice, batch_dims=len(choice.shape))

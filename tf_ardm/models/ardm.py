@@ -47,7 +47,8 @@ class Denoiser(tf.Module):
   tf_ardm.models.upscale). A stage turns x_past into x_future, one OA-ARDM
   over the D positions: for OA, x_past is the absorbing state and
   x_future = x. The stage hooks (`stage_inputs`, `stage_logits`, `target`,
-  `value`, `conditioning`) are where an Upscale denoiser differs; every
+  `value`, `conditioning`, and the codec's `num_choices`, `choice_probs`,
+  `choice`, `chosen_value`) are where an Upscale denoiser differs; every
   `stage` argument is int32 [B] (zeros when None).
 
   Attributes:
@@ -87,6 +88,29 @@ class Denoiser(tf.Module):
     """The new value of a position whose stage output class is `draw`."""
     del x_past, stage
     return draw
+
+  @property
+  def num_choices(self):
+    """A, the symbols the lossless codec codes a position with (OA: the K classes)."""
+    return self.config.num_classes
+
+  def choice_probs(self, logits, x_past, stage):
+    """The codec's probabilities float32 [B, *shape, A] of every choice (spec §5.2).
+
+    OA: `distributions.safe_probs` of the network's logits [B, *shape, K].
+    """
+    del x_past, stage
+    return distributions.safe_probs(logits)
+
+  def choice(self, x_future, x_past, stage):
+    """The symbol int32 [B, *shape] in [0, A) that the codec codes for x_future."""
+    del x_past, stage
+    return x_future
+
+  def chosen_value(self, choice, x_past, stage):
+    """The value int32 [B, *shape] of a decoded symbol `choice` (inverse of `choice`)."""
+    del x_past, stage
+    return choice
 
   def stage_ids(self, stage, batch):
     """stage as int32 [B] (zeros when None)."""

@@ -4,7 +4,8 @@ Stage s generates x_future = down^(S-1-s)(x) from x_past = down^(S-s)(x)
 (tf_ardm.transitions). The network sees x_past with the known positions of
 x_future written in, the known mask plus the one-hot stage as mask channels
 (C + S of them) and the global step s*D + t as time. Training, policies,
-sampling and the servable are the OA machinery with these stage hooks.
+sampling, the servable and the codec are the OA machinery with these stage
+hooks.
 """
 import tensorflow as tf
 
@@ -40,9 +41,21 @@ class UpscaleDenoiser(ardm.Denoiser):
   def value(self, draw, x_past, stage):
     return self.space.value(draw, x_past, stage)
 
+  @property
+  def num_choices(self):
+    return self.space.num_choices
+
+  def choice_probs(self, logits, x_past, stage):
+    return self.space.choice_probs(logits, x_past, stage)
+
+  def choice(self, x_future, x_past, stage):
+    return self.space.choice(x_future, x_past, stage)
+
+  def chosen_value(self, choice, x_past, stage):
+    return self.space.chosen_value(choice, x_past, stage)
+
 
 class UpscaleARDM(ardm.OAARDM):
   """The Keras model of an Upscale ARDM: S*D steps, global t ~ U[0, S*D)."""
 
   denoiser_class = UpscaleDenoiser
-
