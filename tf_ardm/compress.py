@@ -69,7 +69,7 @@ def main(argv):
     for (src, rel), (x, original), s in zip(jobs, inputs, streams):
       exact = coder.exact_bits(x, budget).sum()
       print(container.describe(src, int(np.prod(original.shape)), len(outputs[rel]),
-                               sum(map(len, s)), exact, budget))
+                               sum(map(len, s)), exact, budget, coder.num_stages))
     print(f"total: {len(jobs)} file(s), {sum(map(len, outputs.values()))} bytes, "
           f"{coder.calls} network calls (budget {budget}, micro-batches of "
           f"{coder.micro_batch})")

@@ -353,16 +353,17 @@ def commit(outputs, out_path):
         f.write(data)
 
 
-def describe(name, values, file_bytes, stream_bytes, exact_bits, budget):
+def describe(name, values, file_bytes, stream_bytes, exact_bits, budget, stages=1):
   """The -v line of one file.
 
   values: original values; file_bytes: the .ardm size; stream_bytes: its
   ARDM streams; exact_bits: the model's exact code length of its datapoints
-  under the same order and policy.
+  under the same order and policy; budget: network calls per stage of an
+  S = `stages` stage model.
   """
   per_dim = 8.0 * file_bytes / max(values, 1)
   ratio = 8.0 * stream_bytes / exact_bits if exact_bits else float("nan")
   return (f"{name}: {values} values, {file_bytes} bytes = {per_dim:.4f} bits/dim; "
           f"model exact code length {exact_bits / max(values, 1):.4f} bits/dim "
-          f"(streams/exact {ratio:.4f}); budget {budget} = {budget} network calls "
-          "per datapoint")
+          f"(streams/exact {ratio:.4f}); budget {budget} = {budget * stages} network "
+          "calls per datapoint" + (f" ({stages} stages)" if stages > 1 else ""))

@@ -83,7 +83,8 @@ def main(argv):
       budget = header[0].budget if header else 1
       print(container.describe(
           name, int(np.prod(original.shape)), os.path.getsize(name),
-          sum(map(len, streams)), coder.exact_bits(x, budget).sum(), budget))
+          sum(map(len, streams)), coder.exact_bits(x, budget).sum(), budget,
+          coder.num_stages))
     print(f"total: {len(jobs)} file(s), {coder.calls} network calls "
           f"(micro-batches of {coder.micro_batch})")
 
