@@ -16,8 +16,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO = os.path.join(REPO, "savedmodels")
 # (model, ELBO bits/dim, its standard error, exact fixed-order NLL) from the README.
 # The text model's exact NLL (250 sequential calls over the test split, minutes
-# on 2 cores) is stated but only its ELBO is re-measured here.
-STATED = [("digits", 1.723, 0.015, 1.741), ("text", 2.746, 0.056, 2.769)]
+# on 2 cores) is stated but only its ELBO is re-measured here; the Upscale
+# model's exact NLL (3072 sequential calls) is not stated.
+STATED = [("digits", 1.723, 0.015, 1.741), ("text", 2.746, 0.056, 2.769),
+          ("photos_upscale4", 5.787, 0.068, None)]
 
 
 @pytest.mark.slow
@@ -25,14 +27,14 @@ STATED = [("digits", 1.723, 0.015, 1.741), ("text", 2.746, 0.056, 2.769)]
 def test_shipped_model_matches_readme(name, elbo, se, nll):
   with open(os.path.join(ZOO, "README.md")) as f:
     readme = f.read()
-  assert f"{elbo:.3f} ± {se:.3f}" in readme and f"{nll:.3f}" in readme
+  assert f"{elbo:.3f} ± {se:.3f}" in readme and (nll is None or f"{nll:.3f}" in readme)
   scorer, config = evaluation.load_scorer(model=os.path.join(ZOO, name))
   x = evaluation.load_split(config, "test")
-  if config.kind == "image":
+  if config.kind == "image" and nll is not None:
     measured_nll = evaluation.exact_nll(scorer, x, config.num_steps)
     assert measured_nll == pytest.approx(nll, abs=1e-3)
-  measured, measured_se = evaluation.elbo(scorer, x, np.arange(config.num_steps), passes=4,
-                                          seed=7)
+  policy = evaluation.stage_policy(config, np.arange(config.num_steps))
+  measured, measured_se = evaluation.elbo(scorer, x, policy, passes=4, seed=7)
   assert abs(measured - elbo) < 3 * np.hypot(se, measured_se), (measured, elbo)
 
 
