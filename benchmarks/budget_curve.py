@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tf_ardm import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import images  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.evaluation import likelihoods as evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.evaluation import images  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.data import text as text_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_string("digits", "runs/digits/model",

@@ -29,7 +29,7 @@ def _data(limit):
 
 
 def encode(model, budgets, limit, out):
-  from tf_ardm import codec  # pylint: disable=g-import-not-at-top
+  from tf_ardm.coding import codec  # pylint: disable=g-import-not-at-top
   coder, x = codec.load(model), _data(limit)
   result = {}
   for b in budgets:
@@ -41,7 +41,7 @@ def encode(model, budgets, limit, out):
 
 
 def decode(model, budgets, limit, streams, out):
-  from tf_ardm import codec  # pylint: disable=g-import-not-at-top
+  from tf_ardm.coding import codec  # pylint: disable=g-import-not-at-top
   from tf_ardm.errors import UserError  # pylint: disable=g-import-not-at-top
   coder, x = codec.load(model), _data(limit)
   with open(streams, "rb") as f:

@@ -30,9 +30,9 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tf_ardm import checkpoints  # noqa: E402
-from tf_ardm import codec  # noqa: E402
-from tf_ardm import stream  # noqa: E402
+from tf_ardm.models import checkpoints  # noqa: E402
+from tf_ardm.coding import codec  # noqa: E402
+from tf_ardm.coding import stream  # noqa: E402
 from tf_ardm.config import ModelConfig  # noqa: E402
 from tf_ardm.data import datasets  # noqa: E402
 from tf_ardm.errors import UserError  # noqa: E402

@@ -52,7 +52,7 @@ def main():
     parser.error(f"--num must be a multiple of {WINDOW} from {2 * WINDOW} and --chunk "
                  f"must divide {WINDOW}")
   import tensorflow_compression  # pylint: disable=g-import-not-at-top,unused-import
-  from tf_ardm import codec  # pylint: disable=g-import-not-at-top
+  from tf_ardm.coding import codec  # pylint: disable=g-import-not-at-top
 
   x = datapoints(args.num)
   coder = codec.load(args.model)

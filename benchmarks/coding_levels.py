@@ -26,9 +26,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 from compression import step_groups  # noqa: E402
-from tf_ardm import checkpoints  # noqa: E402
-from tf_ardm import codec as codec_lib  # noqa: E402
-from tf_ardm import coding  # noqa: E402
+from tf_ardm.models import checkpoints  # noqa: E402
+from tf_ardm.coding import codec as codec_lib  # noqa: E402
+from tf_ardm.coding import range_coder as coding  # noqa: E402
 from tf_ardm.data import datasets  # noqa: E402
 
 SCALE = 2.0**16

@@ -29,13 +29,13 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tf_ardm import baselines  # noqa: E402
-from tf_ardm import checkpoints  # noqa: E402
-from tf_ardm import codec as codec_lib  # noqa: E402
-from tf_ardm import coding  # noqa: E402
-from tf_ardm import distributions  # noqa: E402
-from tf_ardm import masks  # noqa: E402
-from tf_ardm import stream  # noqa: E402
+from tf_ardm.evaluation import baselines  # noqa: E402
+from tf_ardm.models import checkpoints  # noqa: E402
+from tf_ardm.coding import codec as codec_lib  # noqa: E402
+from tf_ardm.coding import range_coder as coding  # noqa: E402
+from tf_ardm.generation import distributions  # noqa: E402
+from tf_ardm.generation import masks  # noqa: E402
+from tf_ardm.coding import stream  # noqa: E402
 from tf_ardm.data import datasets  # noqa: E402
 
 TRAIN = {

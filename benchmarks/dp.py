@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tf_ardm import dynamic_programming as dp  # noqa: E402
+from tf_ardm.generation import dynamic_programming as dp  # noqa: E402
 
 
 def _losses(shape, n, rng):

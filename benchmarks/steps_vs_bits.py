@@ -36,11 +36,11 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import equal_time  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import dynamic_programming as dp  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import servable  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.models import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.generation import dynamic_programming as dp  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.evaluation import likelihoods as evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.evaluation import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.serving import servable  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.models import absorbing  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_list("configs", ["configs/digits.cfg", "configs/text.cfg"],

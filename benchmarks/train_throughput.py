@@ -18,9 +18,9 @@ from tensorflow.python.profiler import model_analyzer  # pylint: disable=g-direc
 from tensorflow.python.profiler import option_builder  # pylint: disable=g-direct-tensorflow-import
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tf_ardm import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import model_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.data import pipeline as input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.cli import flags as model_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.cli import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_integer("steps", 30, "Timed train steps per config.", lower_bound=1)
 flags.DEFINE_list("configs", ["configs/digits.cfg", "configs/text.cfg"], "Flagfiles.")

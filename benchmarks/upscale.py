@@ -22,10 +22,10 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import equal_time  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import baselines  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm import servable  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.evaluation import baselines  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.models import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.evaluation import likelihoods as evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.serving import servable  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_float("minutes", 8.0, "Wall-clock training time per model.", lower_bound=0.1)
 flags.DEFINE_list("configs", ["configs/photos_oa.cfg", "configs/photos_upscale4.cfg",

@@ -9,6 +9,9 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-posi
 from tf_ardm.config import ModelConfig  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 class ConstantLogits(tf.keras.layers.Layer):
   """A network whose logits are a fixed vector [K] at every position."""
 

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from tf_ardm import evaluation
+from tf_ardm.evaluation import likelihoods as evaluation
 from tf_ardm.data import datasets
 from tf_ardm.errors import UserError
 

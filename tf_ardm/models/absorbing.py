@@ -30,7 +30,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_ardm import config as config_lib
-from tf_ardm import sampling
+from tf_ardm.generation import sampling
 from tf_ardm.models.ardm import LN2
 from tf_ardm.models.ardm import OAARDM
 

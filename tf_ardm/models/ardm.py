@@ -10,26 +10,14 @@ import math
 
 import tensorflow as tf
 
-from tf_ardm import distributions
+from tf_ardm.generation import distributions
 from tf_ardm import errors
-from tf_ardm import masks
-from tf_ardm import sampling
+from tf_ardm.generation import masks
+from tf_ardm.generation import sampling
 from tf_ardm.models.loss_tracker import LossTracker
-from tf_ardm.networks.transformer import Transformer
-from tf_ardm.networks.unet import UNet
+from tf_ardm import networks
 
 LN2 = math.log(2.0)
-
-
-def build_network(config, name=None):
-  """Builds the network named by `config.network` (a Keras layer)."""
-  if config.network == "unet":
-    return UNet(config.shape, config.input_classes, config.output_classes,
-                max_time=config.total_steps, name=name, **config.network_kwargs)
-  if config.network == "transformer":
-    return Transformer(config.shape[0], config.input_classes,
-                       config.output_classes, name=name, **config.network_kwargs)
-  raise ValueError(f"unknown network {config.network!r}")
 
 
 def _replica_local_creator(next_creator, **kwargs):
@@ -254,9 +242,9 @@ class OAARDM(tf.keras.Model):
     self.ema_decay = ema_decay
     self.num_steps = config.num_steps
     self.total_steps = config.total_steps
-    self.network = build_network(config, name="network")
+    self.network = networks.build(config, name="network")
     with tf.variable_creator_scope(_replica_local_creator):
-      self.ema_network = build_network(config, name="ema_network")
+      self.ema_network = networks.build(config, name="ema_network")
     self.train_denoiser = self.denoiser_class(config, self.network)
     self.ema = self.denoiser_class(config, self.ema_network)
     self.loss_tracker = LossTracker(self.total_steps, config.num_classes)

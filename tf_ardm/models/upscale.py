@@ -9,8 +9,140 @@ hooks.
 """
 import tensorflow as tf
 
-from tf_ardm import transitions
+from tf_ardm.generation import distributions
 from tf_ardm.models import ardm
+
+
+class StageSpace(tf.Module):
+  """The per-stage distributions of an Upscale model as TF ops (spec §6.4-6.5).
+
+  Everything takes a per-example stage s int32 [B]; r = S-1-s is the
+  diffusion step the stage undoes.
+
+  The lossless codec codes a position's *choice*: the index of x_future
+  among the A = `num_choices` values the stage can give a position holding
+  x_past (data parametrisation: the values step r maps to x_past, as listed
+  by `Transition.choices`; direct: the b digits). Only those values have
+  probability, so the codec spends none on the impossible classes of K'.
+  """
+
+  def __init__(self, transition, parametrization="data", name=None):
+    super().__init__(name=name)
+    self.transition, self.parametrization = transition, parametrization
+    self.num_stages = transition.num_stages
+    self.cumulative = tf.constant(transition.cumulative())
+    if parametrization == "data":
+      self.matrices = tf.constant(transition.matrices())
+      self.cumulative_matrices = tf.constant(transition.cumulative_matrices())
+      self.num_outputs = transition.num_classes
+      table, counts = transition.choices()
+      self.choice_table, self.choice_counts = tf.constant(table), tf.constant(counts)
+      self.num_choices = table.shape[-1]
+    else:
+      self.place = tf.constant([transition.branching**r
+                                for r in range(self.num_stages)], tf.int32)
+      self.num_outputs = self.num_stages * transition.branching
+      self.num_choices = transition.branching
+
+  def _level(self, stage):
+    return self.num_stages - 1 - tf.convert_to_tensor(stage, tf.int32)
+
+  def downscale(self, x, level):
+    """x int32 [B, ...] after `level` int32 [B] steps."""
+    table = tf.gather(self.cumulative, level)  # [B, K']
+    flat = tf.reshape(x, [tf.shape(x)[0], -1])
+    return tf.reshape(tf.gather(table, flat, batch_dims=1), tf.shape(x))
+
+  def corrupt(self, x, stage):
+    """(x_future, x_past) of data x int32 [B, ...] at `stage` int32 [B]."""
+    r = self._level(stage)
+    return self.downscale(x, r), self.downscale(x, r + 1)
+
+  def log_probs(self, logits, x_past, stage):
+    """Stage log-probabilities float32 [B, ..., n] given x_past int32 [B, ...].
+
+    Data parametrisation: n = K' and logits are over the K data classes;
+    direct: n = b and logits are [B, ..., S*b].
+    """
+    r = self._level(stage)
+    batch = tf.shape(logits)[0]
+    rank = len(logits.shape)
+    if self.parametrization == "direct":
+      b = self.transition.branching
+      digits = tf.reshape(logits, tf.concat([tf.shape(logits)[:-1], [self.num_stages, b]], 0))
+      picked = tf.gather(digits, stage, axis=rank - 1, batch_dims=1)
+      return tf.nn.log_softmax(picked)
+    k = self.transition.input_classes
+    probs = tf.nn.softmax(logits)
+    probs = tf.pad(probs, [[0, 0]] * (rank - 1) + [[0, k - self.num_outputs]])
+    bar = tf.gather(self.cumulative_matrices, r)  # [B, K', K']
+    flat = tf.reshape(probs, [batch, -1, k])
+    future = tf.reshape(tf.einsum("bpk,bjk->bpj", flat, bar), tf.shape(probs))
+    # allowed[j] = P[r][x_past, j]: the values j that step r maps to x_past.
+    allowed = tf.gather(tf.gather(self.matrices, r), tf.reshape(x_past, [batch, -1]),
+                        batch_dims=1)
+    allowed = tf.reshape(allowed, tf.shape(probs))
+    scores = tf.math.log(future * allowed + 1e-10) - (1.0 - allowed) * 1e20
+    return scores - tf.reduce_logsumexp(scores, axis=-1, keepdims=True)
+
+  def target(self, x_future, stage):
+    """The class index of x_future in the stage's output space."""
+    if self.parametrization == "data":
+      return x_future
+    place = self._place(stage, x_future)
+    return (x_future // place) % self.transition.branching
+
+  def value(self, draw, x_past, stage):
+    """The stage's new value from a drawn class index `draw`."""
+    if self.parametrization == "data":
+      return draw
+    return x_past + draw * self._place(stage, x_past)
+
+  def _place(self, stage, like):
+    place = tf.gather(self.place, self._level(stage))
+    return tf.reshape(place, tf.concat([[-1], tf.ones([tf.rank(like) - 1], tf.int32)], 0))
+
+  def _choices(self, x_past, stage):
+    """Data parametrisation: the values int32 [B, ..., A] the stage can give
+    positions holding x_past, and which of them are real (bool, same shape;
+    the rest is padding)."""
+    r = self._level(stage)
+    shape = tf.shape(x_past)
+    flat = tf.reshape(x_past, [shape[0], -1])
+    values = tf.gather(tf.gather(self.choice_table, r), flat, batch_dims=1)
+    counts = tf.gather(tf.gather(self.choice_counts, r), flat, batch_dims=1)
+    real = tf.range(self.num_choices) < counts[..., None]
+    full = tf.concat([shape, [self.num_choices]], 0)
+    return tf.reshape(values, full), tf.reshape(real, full)
+
+  def choice_probs(self, logits, x_past, stage):
+    """The codec's probabilities float32 [B, ..., A] of each choice (spec §5.2).
+
+    `distributions.safe_probs` of the stage distribution (`log_probs`),
+    restricted to the possible choices: padding gets probability 0.
+    """
+    log_probs = self.log_probs(logits, x_past, stage)
+    if self.parametrization == "direct":
+      return distributions.safe_probs(log_probs)
+    values, real = self._choices(x_past, stage)
+    rank = len(values.shape) - 1
+    return distributions.safe_probs(tf.gather(log_probs, values, batch_dims=rank), real)
+
+  def choice(self, x_future, x_past, stage):
+    """The choice int32 [B, ...] in [0, A) that gives x_future from x_past."""
+    if self.parametrization == "direct":
+      return self.target(x_future, stage)
+    values, _ = self._choices(x_past, stage)
+    # The first match is a real choice: padding repeats the first value.
+    return tf.argmax(tf.cast(tf.equal(values, x_future[..., None]), tf.int32), -1,
+                     output_type=tf.int32)
+
+  def chosen_value(self, choice, x_past, stage):
+    """The value int32 [B, ...] that `choice` (int32 [B, ...]) gives x_past."""
+    if self.parametrization == "direct":
+      return self.value(choice, x_past, stage)
+    values, _ = self._choices(x_past, stage)
+    return tf.gather(values, choice, batch_dims=len(choice.shape))
 
 
 class UpscaleDenoiser(ardm.Denoiser):
@@ -18,7 +150,7 @@ class UpscaleDenoiser(ardm.Denoiser):
 
   def __init__(self, config, network, name=None):
     super().__init__(config, network, name=name)
-    self.space = transitions.StageSpace(config.upscale_transition, config.parametrization)
+    self.space = StageSpace(config.upscale_transition, config.parametrization)
 
   def conditioning(self, t, known, stage):
     """Global time s*D + t; mask = known channels and the stage one-hot."""

@@ -1,0 +1,39 @@
+r"""Writes both exports of a trained model into an export root.
+
+  python -m tf_ardm.export --model=runs/digits/model --export_dir=DIR
+
+  DIR/serving/<version>/  the servable: pure TF ops, for TF Serving and for
+                          tf.saved_model.load without tensorflow_compression
+  DIR/codec/              the servable's functions plus the lossless codec
+                          (compress/decompress and their batched and solid
+                          variants); `import tensorflow_compression` first
+
+--model must be a trained model directory (<workdir>/model). See
+tf_ardm.serving.servable and tf_ardm.coding.codec for the signatures.
+"""
+import time
+
+from tf_ardm import errors
+from tf_ardm.cli import app
+from tf_ardm.cli import exports
+from tf_ardm.cli import flags
+from tf_ardm.models import checkpoints
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  model_dir = flags.model_path("the trained model directory to export")
+  errors.check(FLAGS.export_dir, "give --export_dir, the export root to write")
+  errors.check_writable(FLAGS.export_dir, "--export_dir")
+  start = time.monotonic()
+  serving, codec_dir = exports.write(checkpoints.restore(model_dir), FLAGS.export_dir,
+                                     FLAGS.version, FLAGS.micro_batch)
+  print(f"servable export: {serving}\ncodec export: {codec_dir}")
+  if FLAGS.verbose:
+    print(f"exported in {time.monotonic() - start:.1f} s")
+
+
+def run():
+  app.run(main, "export")

@@ -1,0 +1,18 @@
+"""The two exports of a trained model, in one export root.
+
+  <root>/serving/<version>/  the servable: pure TF ops, TF Serving's layout.
+  <root>/codec/              the servable's functions plus compress and
+                             decompress (needs `import tensorflow_compression`).
+
+It writes both, so it sits above tf_ardm.serving and tf_ardm.coding.
+"""
+import os
+
+from tf_ardm.coding import codec
+from tf_ardm.serving import servable
+
+
+def write(model, root, version=1, micro_batch=codec.DEFAULT_MICRO_BATCH):
+  """Writes the exports of `model` under `root`; returns their paths."""
+  serving = servable.export(model, os.path.join(root, "serving", str(version)))
+  return serving, codec.export(model, os.path.join(root, "codec"), micro_batch)

@@ -1,0 +1,1 @@
+"""Lossless coding: the codec, binarised range coding, stream and file formats."""

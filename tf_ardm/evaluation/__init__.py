@@ -1,0 +1,1 @@
+"""Evaluation: likelihoods on held-out data, classic baselines, plots and image grids."""

@@ -1,0 +1,1 @@
+"""Generation: orders and masks, output distributions, sampling, policies and the budget DP."""

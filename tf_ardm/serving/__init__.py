@@ -1,0 +1,1 @@
+"""The servable SavedModel of a trained model (pure TF ops)."""

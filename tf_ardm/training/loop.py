@@ -1,0 +1,83 @@
+"""The training loop as a function of its configs.
+
+`train(data, model_config, train_config, workdir, strategy)` runs Keras'
+`fit` on the model's custom train_step under a tf.distribute strategy, with
+EMA weights, the per-step loss tracker, TensorBoard logs, sample summaries
+and a backup of the whole training state every `checkpoint_every` steps in
+<workdir>/backup. Re-running it on the same workdir resumes from the last
+backup. SIGTERM backs up at the end of the running step and raises
+`preemption.Preempted`.
+"""
+import os
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from tf_ardm import models
+from tf_ardm.data import pipeline
+from tf_ardm.errors import UserError
+from tf_ardm.training import callbacks as callbacks_lib
+from tf_ardm.training import optimizers
+from tf_ardm.training import preemption
+
+
+def build_model(model_config, train_config, strategy):
+  """The Keras model of `model_config` with its compiled optimizer, under `strategy`."""
+  with strategy.scope():
+    model = models.build(model_config, ema_decay=train_config.ema_decay,
+                         seed=train_config.seed)
+    optimizer = optimizers.build(
+        train_config.optimizer, train_config.learning_rate, train_config.warmup_steps,
+        train_config.beta1, train_config.beta2, weight_decay=train_config.weight_decay,
+        clip_norm=train_config.clip_norm or None)
+    optimizer.build(model.network.trainable_variables)
+    model.compile(optimizer=optimizer, jit_compile=train_config.jit_compile)
+  return model
+
+
+def train(data, model_config, train_config, workdir, strategy, extra_callbacks=()):
+  """Trains (or resumes) in `workdir`; returns the trained model.
+
+  Args:
+    data: a `tf_ardm.data.datasets.Dataset`; its 'valid' split (else 'test')
+      is the validation data.
+    model_config: the `ModelConfig` to train.
+    train_config: a `TrainConfig`.
+    workdir: directory of the backups and TensorBoard logs.
+    strategy: a tf.distribute strategy.
+    extra_callbacks: more Keras callbacks for `fit`.
+
+  Raises:
+    preemption.Preempted: on SIGTERM, after backing up.
+    UserError: when the loss became NaN.
+  """
+  tf.keras.utils.set_random_seed(train_config.seed)  # Python, NumPy and TF seeds.
+  if train_config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  model = build_model(model_config, train_config, strategy)
+  train_ds = pipeline.train_dataset(data, train_config.batch_size, train_config.seed,
+                                    train_config.augment)
+  eval_split = "valid" if "valid" in data.splits else "test"
+  eval_ds = pipeline.eval_dataset(data.splits[eval_split], train_config.eval_batch_size)
+  tb = os.path.join(workdir, "tensorboard")
+  limit = callbacks_lib.TimeLimit(train_config.max_train_minutes)
+  model.fit(
+      train_ds, epochs=train_config.epochs, steps_per_epoch=train_config.steps_per_epoch,
+      validation_data=eval_ds, verbose=1,
+      callbacks=[
+          preemption.PreemptibleBackup(os.path.join(workdir, "backup"),
+                                       train_config.checkpoint_every),
+          tf.keras.callbacks.TerminateOnNaN(),
+          tf.keras.callbacks.TensorBoard(
+              tb, update_freq=max(1, train_config.steps_per_epoch // 10)),
+          callbacks_lib.SummaryCallback(os.path.join(tb, "samples"),
+                                        sample_budget=train_config.sample_budget),
+          limit,
+          *extra_callbacks,
+      ])
+  if not np.isfinite(model.loss_metric.result().numpy()):
+    raise UserError("training stopped: the loss became NaN")
+  logging.warning("trained %d steps in this run%s", limit.steps,
+                  " (time limit reached)" if limit.expired else "")
+  return model
