@@ -21,9 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tf_ardm.evaluation import likelihoods as evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.evaluation import likelihoods  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.evaluation import images  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.data import text as text_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.serving import servable  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_string("digits", "runs/digits/model",
                     "Digits model (directory or export); empty to skip.")
@@ -33,29 +34,23 @@ flags.DEFINE_string("out", "benchmarks/results", "Where plots and images go.")
 FLAGS = flags.FLAGS
 
 
-def _load(path):
-  if os.path.isfile(os.path.join(path, "config.json")):
-    return evaluation.load_scorer(checkpoint=path)
-  return evaluation.load_scorer(model=path)
-
-
 def curve(name, path):
-  scorer, config = _load(path)
-  x = evaluation.load_split(config, "test")
+  scorer, config = servable.load(path)
+  x = likelihoods.load_split(config, "test")
   d = config.num_steps
-  budgets = evaluation.budget_list(["powers"], d)
-  rows = evaluation.budget_table(scorer, config, x, budgets, FLAGS.passes)
-  full, full_se = evaluation.elbo(scorer, x, np.arange(d), FLAGS.passes)
+  budgets = likelihoods.budget_list(["powers"], d)
+  rows = likelihoods.budget_table(scorer, config, x, budgets, FLAGS.passes)
+  full, full_se = likelihoods.negative_elbo(scorer, x, np.arange(d), FLAGS.passes)
   unit = "bits/char" if config.kind == "text" else "bits/dim"
   print(f"\n{name}: {len(x)} test datapoints, D = {d}, {FLAGS.passes} passes")
-  print(evaluation.format_budget_table(rows, unit))
+  print(likelihoods.format_budget_table(rows, unit))
   worse = [r["budget"] for r in rows if r["dp"] - r["naive"] > 2 * r["diff_se"]]
   last = rows[-1]
   print(f"DP worse than naive beyond 2 s.e. at budgets: {worse or 'none'}")
   print(f"budget D: {last['dp']:.4f} vs full ELBO {full:.4f} ± {full_se:.4f} "
         f"({'same' if abs(last['dp'] - full) < 1e-9 else 'differs'})")
-  evaluation.plot_budget_table(os.path.join(FLAGS.out, f"budget_curve_{name}.png"),
-                               rows, f"{name} test", unit)
+  likelihoods.plot_budget_table(os.path.join(FLAGS.out, f"budget_curve_{name}.png"),
+                                rows, f"{name} test", unit)
   return scorer, config, x
 
 

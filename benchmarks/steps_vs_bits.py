@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import equal_time  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.models import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.generation import dynamic_programming as dp  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm.evaluation import likelihoods as evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.evaluation import likelihoods  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.evaluation import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.serving import servable  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.models import absorbing  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -67,18 +67,18 @@ FLAGS = flags.FLAGS
 def score(model_dir):
   """(model, rows (method, k or T, calls, expected calls, bpd, se, predicted), N)."""
   model = checkpoints.restore(model_dir)
-  x = evaluation.load_split(model.config, "test", limit=FLAGS.limit)
+  x = likelihoods.load_split(model.config, "test", limit=FLAGS.limit)
   scorer = servable.Servable(model)
   d = model.num_steps
   components = model.loss_tracker.loss_components().numpy()
   rows = []
   for budget in sorted({d if b == "D" else min(int(b), d) for b in FLAGS.budgets}):
     policy = scorer.policy(budget=tf.constant(budget)).numpy()
-    mean, se = evaluation.elbo(scorer, x, policy, FLAGS.passes)
+    mean, se = likelihoods.negative_elbo(scorer, x, policy, FLAGS.passes)
     rows.append(("ARDM, DP policy", budget, budget, budget, mean, se,
                  dp.policy_cost(np.sort(components)[::-1], policy)))
   for steps in [int(s) for s in FLAGS.diffusion_steps]:
-    mean, se = evaluation.absorbing_elbo(scorer, x, steps, FLAGS.passes)
+    mean, se = likelihoods.absorbing_negative_elbo(scorer, x, steps, FLAGS.passes)
     calls = scorer.absorbing_sample(num=tf.constant(FLAGS.samples),
                                     diffusion_steps=tf.constant(steps),
                                     seed=tf.constant(0))["calls"].numpy()

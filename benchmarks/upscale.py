@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import equal_time  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.evaluation import baselines  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.models import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm.evaluation import likelihoods as evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.evaluation import likelihoods  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.serving import servable  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_float("minutes", 8.0, "Wall-clock training time per model.", lower_bound=0.1)
@@ -41,10 +41,10 @@ def score(model, x, budgets, passes):
   """Full-budget ELBO and DP-policy ELBOs, bits/dim: (mean, se), [(mean, se)]."""
   config = model.config
   scorer = servable.Servable(model)
-  full = evaluation.elbo(scorer, x, evaluation.stage_policy(
+  full = likelihoods.negative_elbo(scorer, x, likelihoods.stage_policy(
       config, np.arange(config.num_steps)), passes, seed=1)
-  at_budget = [evaluation.elbo(scorer, x, scorer.policy(budget=tf.constant(b)).numpy(),
-                               passes, seed=1) for b in budgets]
+  at_budget = [likelihoods.negative_elbo(scorer, x, scorer.policy(budget=tf.constant(b)).numpy(),
+                                         passes, seed=1) for b in budgets]
   return full, at_budget
 
 
@@ -60,7 +60,7 @@ def main(argv):
   for name in names:
     model = checkpoints.restore(dirs[name])
     steps, seconds = model.trained_steps, 60 * minutes
-    test = evaluation.load_split(model.config, "test")
+    test = likelihoods.load_split(model.config, "test")
     full, at_budget = score(model, test, budgets, passes)
     per_stage = np.reshape(model.loss_tracker.loss_components().numpy(),
                            [model.config.num_stages, -1]).sum(1)
@@ -85,7 +85,7 @@ def main(argv):
           + f"  (total {per_stage.sum():.3f})")
   best = min(r[4][0] for r in results)
   rows = [(f"{r[0]} ELBO, full budget", r[4][0]) for r in results]
-  train = evaluation.load_split(model.config, "train")
+  train = likelihoods.load_split(model.config, "train")
   rows += [row for row in baselines.table(test, 256, train)
            if row[1] is not None]
   print("\n" + baselines.format_table(rows, reference=best))

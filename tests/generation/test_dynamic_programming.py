@@ -1,8 +1,13 @@
-"""Tests of the budget-allocation DP (spec §4.3, §11 cases 1-5 and 10)."""
+"""Tests of the budget-allocation DP (spec §4.3, §11 cases 1-4).
+
+Spec case 5 (naive policies) and case 10 (the policy ELBO weights, on
+Denoiser.elbo_with_policy) are tested in test_policies.py.
+"""
 import numpy as np
 import pytest
 
 from tf_ardm.generation import dynamic_programming as dp
+from tf_ardm.generation import policies as policies_lib
 
 SPEC_LOSSES = [5.0, 4.0, 3.0, 2.85, 2.80]
 
@@ -48,18 +53,24 @@ def test_spec_case1_costs_and_policies():
   assert costs.dtype == np.float64
 
 
-def test_spec_case1_full_tables():
-  c, a = dp.dp_tables(SPEC_LOSSES, 5)
+@pytest.mark.parametrize("method", ["monotone", "general"])
+def test_spec_case1_full_tables(method):
+  """Every entry C[k, u], A[k, u] (k, u >= 1) of the spec's tables.
+
+  Column u of the tables is the DP of the first u losses: C[k, u] is the cost
+  of its policy for budget min(k, u) and A[k, u] that policy's last entry
+  (the first step of the backtracking).
+  """
   inf = np.inf
-  np.testing.assert_allclose(c, [
+  c = np.array([
       [0, inf, inf, inf, inf, inf],
       [0, 5, 10, 15, 20, 25],
       [0, 5, 9, 13, 16, 19],
       [0, 5, 9, 12, 15, 18],
       [0, 5, 9, 12, 14.85, 17.7],
       [0, 5, 9, 12, 14.85, 17.65],
-  ], rtol=1e-12)
-  np.testing.assert_array_equal(a, [
+  ])
+  a = np.array([
       [-1] * 6,
       [0, 0, 0, 0, 0, 0],
       [0, 0, 1, 1, 2, 2],
@@ -67,11 +78,12 @@ def test_spec_case1_full_tables():
       [0, 0, 1, 2, 3, 3],
       [0, 0, 1, 2, 3, 4],
   ])
-  np.testing.assert_array_equal(dp.cost_matrix(SPEC_LOSSES, 3), c[:4])
-  # The general solver gives the same tables.
-  c2, a2 = dp.dp_tables(SPEC_LOSSES, 5, method="general")
-  np.testing.assert_array_equal(c2, c)
-  np.testing.assert_array_equal(a2, a)
+  for u in range(1, 6):
+    budgets = [min(k, u) for k in range(1, 6)]
+    policies, costs = dp.optimal_policies(SPEC_LOSSES[:u], budgets, sort=False,
+                                          method=method)
+    np.testing.assert_allclose(costs, c[1:, u], rtol=1e-12)
+    assert [p[-1] for p in policies] == a[1:, u].tolist(), u
 
 
 def test_budget_subset_any_order():
@@ -90,9 +102,12 @@ def test_spec_case2_policy_cost():
   assert dp.policy_cost(SPEC_LOSSES, [0, 1, 2]) == pytest.approx(18.0)
   assert dp.policy_cost(SPEC_LOSSES, [0]) == pytest.approx(25.0)
   assert dp.policy_cost(SPEC_LOSSES, np.arange(5)) == pytest.approx(17.65)
-  assert dp.transition_cost(SPEC_LOSSES, 2, 5) == pytest.approx(9.0)
-  assert dp.transition_cost(SPEC_LOSSES, 3, 3) == 0.0
-  assert dp.transition_cost(SPEC_LOSSES, 4, 1) == 0.0
+  # One step from state 2 generates 2..4: M[2, 5] = 3 * 3 = 9; a repeated
+  # entry is a step that generates nothing (M[s, s] = 0).
+  assert dp.policy_cost(SPEC_LOSSES, [0, 2]) - dp.policy_cost(SPEC_LOSSES[:2], [0]) == (
+      pytest.approx(9.0))
+  assert dp.policy_cost(SPEC_LOSSES, [0, 2, 2]) == dp.policy_cost(SPEC_LOSSES, [0, 2])
+  assert dp.policy_cost(SPEC_LOSSES, [0, 0, 0]) == pytest.approx(25.0)
 
 
 # --- Case 3: harmonic losses. -----------------------------------------------
@@ -136,46 +151,15 @@ def test_spec_case4_flat():
   assert [p.tolist() for p in policies] == bf
 
 
-# --- Case 5: naive policies. ------------------------------------------------
-
-
-def test_spec_case5_naive_policy():
-  assert dp.naive_policy(250, 20).tolist() == [
-      0, 12, 25, 38, 50, 62, 75, 88, 100, 112, 125, 138, 150, 162, 175, 188,
-      200, 212, 225, 238]
-  assert dp.naive_policy(10, 4).tolist() == [0, 2, 5, 8]
-  assert dp.naive_policy(5, 2).tolist() == [0, 2]
-  assert dp.naive_policy(7, 7).tolist() == list(range(7))
-  assert dp.naive_policy(7, 1).tolist() == [0]
-  assert dp.naive_policy(250, 20).dtype == np.int32
-
-
-# --- Case 10: policy ELBO weights. ------------------------------------------
-
-
-def test_spec_case10_policy_weights():
-  weights = dp.policy_weights([0, 2], 5)
-  np.testing.assert_array_equal(weights, [4.0, 6.0])
-  losses = np.asarray(SPEC_LOSSES)
-  # Index j is drawn uniformly: E[w_j * l[pi_j]] = 2 l_0 + 3 l_2 = 19.
-  expectation = np.mean(weights * losses[[0, 2]])
-  assert expectation == pytest.approx(19.0)
-  assert expectation == pytest.approx(dp.policy_cost(losses, [0, 2]))
-  for b in range(1, 6):
-    (policy,), (cost,) = dp.optimal_policies(losses, [b])
-    w = dp.policy_weights(policy, 5)
-    assert np.mean(w * losses[policy]) == pytest.approx(cost)
-    assert w.sum() == pytest.approx(5 * b)
-
-
 # --- Fast DP against brute force. -------------------------------------------
 
 
 def _check_against_brute_force(losses, sort, method="auto"):
+  """Every budget's policy and cost against brute force."""
   values = np.asarray(losses, np.float64)
   used = np.sort(values)[::-1] if sort else values
   n = values.size
-  c_bf, a_bf, p_bf = brute_force(used, n)
+  c_bf, _, p_bf = brute_force(used, n)
   policies, costs = dp.optimal_policies(values, range(1, n + 1), sort=sort,
                                         method=method)
   np.testing.assert_allclose(costs, c_bf[1:, n], rtol=1e-9, atol=1e-12)
@@ -185,12 +169,10 @@ def _check_against_brute_force(losses, sort, method="auto"):
     assert np.all(np.diff(policy) >= 0)
     assert dp.policy_cost(used, policy) == pytest.approx(cost, rel=1e-9,
                                                          abs=1e-12)
-  # Documented guarantee is on costs; with these seeds the argmins (and so
-  # the policies) also match the first-minimiser brute force exactly.
+  # Documented guarantee is on costs; with these seeds the argmins along
+  # every budget's backtracking path (and so the policies) also match the
+  # first-minimiser brute force exactly.
   assert [p.tolist() for p in policies] == p_bf
-  c, a = dp.dp_tables(values, n, sort=sort, method=method)
-  np.testing.assert_allclose(c, c_bf, rtol=1e-9, atol=1e-12)
-  np.testing.assert_array_equal(a, a_bf)
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 30, 100])
@@ -237,8 +219,6 @@ def test_non_dyadic_ties_costs_match_brute_force():
     assert np.all(np.diff(policy) >= 0)
     assert dp.policy_cost(losses, policy) == pytest.approx(c_bf[b, n],
                                                            rel=1e-9)
-  c, _ = dp.dp_tables(losses, n, sort=False, method="monotone")
-  np.testing.assert_allclose(c, c_bf, rtol=1e-9)
 
 
 def test_negative_losses_match_brute_force():
@@ -246,11 +226,14 @@ def test_negative_losses_match_brute_force():
   rng = np.random.default_rng(7)
   for losses in (np.sort(rng.normal(size=40))[::-1], rng.normal(size=40)):
     n = losses.size
-    c_bf, a_bf, _ = brute_force(losses, n)
+    c_bf, _, p_bf = brute_force(losses, n)
     for method in ("auto", "general"):
-      c, a = dp.dp_tables(losses, n, sort=False, method=method)
-      np.testing.assert_allclose(c, c_bf, rtol=1e-9, atol=1e-9)
-      np.testing.assert_array_equal(a, a_bf)
+      policies, costs = dp.optimal_policies(losses, range(1, n + 1), sort=False,
+                                            method=method)
+      np.testing.assert_allclose(costs, c_bf[1:, n], rtol=1e-9, atol=1e-9)
+      assert [p.tolist() for p in policies] == p_bf
+      for policy, cost in zip(policies, costs):
+        assert dp.policy_cost(losses, policy) == pytest.approx(cost, rel=1e-9, abs=1e-9)
 
 
 def test_monotone_and_general_agree_larger():
@@ -265,24 +248,8 @@ def test_monotone_and_general_agree_larger():
   # Costs never increase with the budget and beat the naive policy.
   assert np.all(np.diff(c1) <= 1e-12)
   for b, cost in zip(budgets, c1):
-    assert cost <= dp.policy_cost(losses, dp.naive_policy(400, b)) + 1e-9
-
-
-def test_staged():
-  rng = np.random.default_rng(4)
-  blocks = [rng.random(12) for _ in range(3)]
-  policies, total = dp.optimal_policies_staged(np.concatenate(blocks), 3, 4)
-  assert policies.shape == (3, 4) and policies.dtype == np.int32
-  expected_total = 0.0
-  for stage, block in enumerate(blocks):
-    (policy,), (cost,) = dp.optimal_policies(block, [4], sort=True)
-    np.testing.assert_array_equal(policies[stage], policy)
-    expected_total += cost
-  assert total == pytest.approx(expected_total)
-  with pytest.raises(ValueError, match="divisible"):
-    dp.optimal_policies_staged(np.ones(10), 3, 2)
-  with pytest.raises(ValueError, match="budget"):
-    dp.optimal_policies_staged(np.ones(12), 3, 5)
+    naive = policies_lib.naive_policy(400, b).numpy()
+    assert cost <= dp.policy_cost(losses, naive) + 1e-9
 
 
 # --- Validation. ------------------------------------------------------------
@@ -309,17 +276,9 @@ def test_other_validation():
     dp.optimal_policies([1.0, 2.0], [1], sort=False, method="monotone")
   with pytest.raises(ValueError, match="method"):
     dp.optimal_policies([1.0, 2.0], [1], method="fast")
-  with pytest.raises(ValueError, match="budget"):
-    dp.naive_policy(5, 0)
-  with pytest.raises(ValueError, match="budget"):
-    dp.naive_policy(5, 6)
-  with pytest.raises(ValueError, match="num_steps"):
-    dp.naive_policy(0, 1)
   with pytest.raises(ValueError, match="policy"):
     dp.policy_cost([1.0, 2.0], [0, 3])
   with pytest.raises(ValueError, match="policy"):
     dp.policy_cost([1.0, 2.0], [])
   with pytest.raises(ValueError, match="policy"):
-    dp.policy_weights([0, 6], 5)
-  with pytest.raises(ValueError, match="max_budget"):
-    dp.dp_tables([1.0, 2.0], 3)
+    dp.policy_cost([1.0, 2.0], [0.5, 1])

@@ -9,7 +9,7 @@ from conftest import ConstantLogits, tiny_config
 from tf_ardm.generation import distributions
 from tf_ardm.generation import masks
 from tf_ardm.config import ModelConfig
-from tf_ardm.models.ardm import Denoiser
+from tf_ardm.models.ardm import Denoiser, OAARDM
 
 
 def uniform_denoiser(shape, num_classes, kind="image"):
@@ -167,3 +167,26 @@ def test_policy_elbo_weights_average_to_policy_cost():
                                   tf.constant([0, 1])).numpy()
   np.testing.assert_allclose(out, [-1.6, -2.4], rtol=1e-6)
   assert out.mean() == pytest.approx(-2.0)
+
+
+def test_random_orders_are_stable_argsorts_of_the_models_draws():
+  """Training orders: masks.sample_sigma of the step's stateless seed (the
+  noise of earlier versions, so the same permutations); evaluation orders: of
+  a seed from the model's generator, reproducible from the model's seed."""
+  model = OAARDM(tiny_config(), seed=3)
+  sigma, t = model.training_order_and_time(8, tf.constant(5, tf.int64))
+  seeds = tf.random.experimental.stateless_split(tf.constant([3, 5], tf.int64), 2)
+  np.testing.assert_array_equal(sigma, masks.sample_sigma(8, 16, seed=seeds[0]))
+  noise = tf.random.stateless_uniform([8, 16], seeds[0])
+  np.testing.assert_array_equal(sigma, tf.argsort(noise, axis=-1))
+  np.testing.assert_array_equal(
+      t, tf.random.stateless_uniform([8], seeds[1], 0, 16, dtype=tf.int32))
+  first = [v.numpy() for v in model.sample_order_and_time(8)]
+  second = [v.numpy() for v in model.sample_order_and_time(8)]
+  for sigma in (first[0], second[0]):
+    np.testing.assert_array_equal(np.sort(sigma, 1), np.tile(np.arange(16), [8, 1]))
+  assert not np.array_equal(first[0], second[0])
+  model.rng = tf.random.Generator.from_seed(3)
+  again = [v.numpy() for v in model.sample_order_and_time(8)]
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, b)

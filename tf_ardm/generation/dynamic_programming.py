@@ -1,11 +1,15 @@
 """Budget allocation for parallel generation by dynamic programming (spec §4.3).
 
-Pure NumPy, float64 throughout.
+Pure NumPy, float64 throughout. Two public functions: `optimal_policies`
+(the exact optimal policy and its cost for any set of budgets) and
+`policy_cost` (the cost of a given policy). Naive policies, the per-stage
+policies of Upscale models and the policy tables of exports are in
+`tf_ardm.generation.policies`.
 
 Units and shapes:
-  losses   float [N]: per-step loss components in bits/dim (`KLTracker`
-           output, one entry per 0-based step t = number of known variables);
-           their sum is the sequential (N-call) bpd.
+  losses   float [N]: per-step loss components in bits/dim (the loss
+           tracker's output, one entry per 0-based step t = number of
+           known variables); their sum is the sequential (N-call) bpd.
   policy   int32 [b]: the left boundaries pi_0 = 0 <= pi_1 <= ... of the b
            parallel steps; extended with N (`pi_ext = pi ++ [N]`) when used.
   cost     float, bits/dim: the expected negative ELBO of sampling with the
@@ -38,13 +42,14 @@ first-minimiser argmins). The monotone solver only searches the range of s
 that monotonicity allows and takes the first float minimiser there; this
 equals brute force whenever float rounding preserves the order of the
 candidates: always when the arithmetic is exact (e.g. small integer-valued
-losses) and in practice for generic real data (tested against brute force). It can differ when several
-candidates tie in exact arithmetic but not after rounding, e.g. a run of
-equal non-dyadic losses such as 0.7, where brute force's argmin is decided by
-rounding noise; the two policies' costs then agree to ~1e-15 relative. The
-guarantee for the monotone solver is therefore: policy costs equal brute
-force to 1e-9 relative (far tighter in practice), and the policies are valid
-(length b, start at 0, non-decreasing for non-negative losses).
+losses) and in practice for generic real data (tested against brute force).
+It can differ when several candidates tie in exact arithmetic but not after
+rounding, e.g. a run of equal non-dyadic losses such as 0.7, where brute
+force's argmin is decided by rounding noise; the two policies' costs then
+agree to ~1e-15 relative. The guarantee for the monotone solver is
+therefore: policy costs equal brute force to 1e-9 relative (far tighter in
+practice), and the policies are valid (length b, start at 0, non-decreasing
+for non-negative losses).
 
 Memory: O(N * max_budget) for the argmins of the rows 1..max(budgets) (needed
 for backtracking any requested budget); only O(N) floats for the costs.
@@ -55,16 +60,7 @@ import numpy as np
 
 from tf_ardm.errors import UserError
 
-__all__ = [
-    "naive_policy",
-    "transition_cost",
-    "policy_cost",
-    "policy_weights",
-    "optimal_policies",
-    "optimal_policies_staged",
-    "dp_tables",
-    "cost_matrix",
-]
+__all__ = ["policy_cost", "optimal_policies"]
 
 _METHODS = ("auto", "monotone", "general")
 # Elements of one candidate block in the general solver (8 bytes each).
@@ -170,38 +166,7 @@ def _choose_method(values, method):
 
 
 # ---------------------------------------------------------------------------
-# Small public helpers.
-
-
-def naive_policy(num_steps, budget):
-  """Evenly spaced policy, int32 [budget] (spec §4.2).
-
-  `round(linspace(0, D, budget + 1))[:-1]` with round-half-to-even, e.g.
-  D = 250, budget 20 -> [0, 12, 25, 38, 50, 62, ...].
-
-  Args:
-    num_steps: D, number of generation steps (int >= 1).
-    budget: number of network calls, 1 <= budget <= D.
-  """
-  num_steps = _as_int(num_steps, "num_steps")
-  if num_steps < 1:
-    raise UserError(f"num_steps must be >= 1, got {num_steps}")
-  budget = _as_budget(budget, num_steps)
-  return np.round(np.linspace(0, num_steps, budget + 1))[:-1].astype(np.int32)
-
-
-def transition_cost(losses, s, u):
-  """M[s, u] in bits/dim: cost of generating steps s..u-1 from state s.
-
-  `(u - s) * losses[s]` if u > s, else 0. s, u in [0, N].
-  """
-  values = _as_losses(losses)
-  n = values.size
-  s = _as_int(s, "s")
-  u = _as_int(u, "u")
-  if not (0 <= s <= n and 0 <= u <= n):
-    raise UserError(f"s and u must be in [0, {n}], got s={s}, u={u}")
-  return float((u - s) * values[s]) if u > s else 0.0
+# Cost of a policy.
 
 
 def policy_cost(losses, policy):
@@ -226,21 +191,6 @@ def policy_cost(losses, policy):
   padded = np.append(values, 0.0)
   terms = np.where(widths > 0, widths * padded[ext[:-1]], 0.0)
   return float(np.cumsum(np.concatenate([[0.0], terms]))[-1])
-
-
-def policy_weights(policy, num_steps):
-  """ELBO weights, float64 [b], for sampling one policy index uniformly.
-
-  weight_j = (pi_ext[j+1] - pi_ext[j]) * b (spec §6.6 / §11 case 10:
-  policy [0, 2], N = 5 -> [4, 6]); with per-step losses l,
-  mean_j weight_j * l[pi[j]] equals `policy_cost(l, policy)`.
-  """
-  num_steps = _as_int(num_steps, "num_steps")
-  if num_steps < 1:
-    raise UserError(f"num_steps must be >= 1, got {num_steps}")
-  pol = _as_policy(policy, num_steps)
-  ext = np.append(pol, num_steps)
-  return ((ext[1:] - ext[:-1]) * pol.size).astype(np.float64)
 
 
 # ---------------------------------------------------------------------------
@@ -342,25 +292,21 @@ def _row_general(prev, padded, cost, arg):
   _fold_suffix(prev, cost, arg)
 
 
-def _solve(values, max_budget, method, keep_costs):
+def _solve(values, max_budget, method):
   """Runs rows 1..max_budget.
 
   Returns:
-    argmins: int32 [max_budget+1, N+1] (row 0 is -1).
+    argmins: int32 [max_budget+1, N+1], A[k, :] (row 0 is -1).
     final_costs: float64 [max_budget+1], C[k, N].
-    costs: float64 [max_budget+1, N+1] if keep_costs else None.
   """
   n = values.size
   padded = np.append(values, 0.0)
   argmins = np.empty((max_budget + 1, n + 1), np.int32)
   argmins[0] = -1
   final_costs = np.empty(max_budget + 1)
-  costs = np.empty((max_budget + 1, n + 1)) if keep_costs else None
   prev = np.full(n + 1, np.inf)
   prev[0] = 0.0
   final_costs[0] = prev[n]
-  if keep_costs:
-    costs[0] = prev
   schedule = _build_schedule(n) if method == "monotone" else None
   for k in range(1, max_budget + 1):
     cur = np.empty(n + 1)
@@ -371,18 +317,14 @@ def _solve(values, max_budget, method, keep_costs):
       _row_general(prev, padded, cur, arg)
     argmins[k] = arg
     final_costs[k] = cur[n]
-    if keep_costs:
-      costs[k] = cur
     if k >= 2 and np.array_equal(cur, prev):
       # Row k equals row k-1, so every later row (and its argmins) is the
       # same as this one: the extra calls cannot help any more.
       argmins[k + 1:] = arg
       final_costs[k + 1:] = cur[n]
-      if keep_costs:
-        costs[k + 1:] = cur
       break
     prev = cur
-  return argmins, final_costs, costs
+  return argmins, final_costs
 
 
 def _backtrack(argmins, budgets):
@@ -410,31 +352,6 @@ def _backtrack(argmins, budgets):
 # Public DP entry points.
 
 
-def dp_tables(losses, max_budget, sort=True, method="auto"):
-  """Full DP tables C, A (float64 / int32 [max_budget+1, N+1]).
-
-  Args:
-    losses: float [N] per-step losses in bits/dim.
-    max_budget: last row computed, 1 <= max_budget <= N.
-    sort: sort the losses descending first (as the reference does).
-    method: 'auto' (monotone if the losses are non-increasing, else general),
-      'monotone' or 'general'.
-  Returns:
-    (C, A): C[k, u] best cost in bits/dim of generating u variables in at most
-    k calls; A[k, u] its first-minimiser argmin (A[0] = -1).
-  """
-  values = _prepare(losses, sort)
-  max_budget = _as_budget(max_budget, values.size, "max_budget")
-  method = _choose_method(values, method)
-  argmins, _, costs = _solve(values, max_budget, method, keep_costs=True)
-  return costs, argmins
-
-
-def cost_matrix(losses, max_budget, sort=True, method="auto"):
-  """C of `dp_tables`, float64 [max_budget+1, N+1] (bits/dim)."""
-  return dp_tables(losses, max_budget, sort=sort, method=method)[0]
-
-
 def optimal_policies(losses, budgets, sort=True, method="auto"):
   """Exact optimal policies for every budget (spec §4.3).
 
@@ -456,40 +373,7 @@ def optimal_policies(losses, budgets, sort=True, method="auto"):
   budgets = _as_budgets(budgets, values.size)
   method = _choose_method(values, method)
   max_budget = max(budgets)
-  argmins, final_costs, _ = _solve(values, max_budget, method,
-                                   keep_costs=False)
+  argmins, final_costs = _solve(values, max_budget, method)
   table = _backtrack(argmins, budgets)
   policies = [table[i, :b].copy() for i, b in enumerate(budgets)]
   return policies, final_costs[np.asarray(budgets)].astype(np.float64)
-
-
-def optimal_policies_staged(losses, num_stages, budget, method="auto"):
-  """Per-stage optimal policies for Upscale models (spec §4.3, §6.6).
-
-  Args:
-    losses: float [S * D], stage-major per-step losses in bits/dim.
-    num_stages: S.
-    budget: calls per stage, 1 <= budget <= D (same for every stage).
-    method: as in `optimal_policies`.
-  Returns:
-    (policies, cost): int32 [S, budget] (each block sorted descending before
-    its DP) and the total cost over stages, a float in bits/dim.
-  """
-  values = _as_losses(losses)
-  num_stages = _as_int(num_stages, "num_stages")
-  if num_stages < 1:
-    raise UserError(f"num_stages must be >= 1, got {num_stages}")
-  if values.size % num_stages:
-    raise UserError(
-        f"len(losses) = {values.size} is not divisible by num_stages = "
-        f"{num_stages}")
-  blocks = values.reshape(num_stages, -1)
-  budget = _as_budget(budget, blocks.shape[1])
-  policies = np.empty((num_stages, budget), np.int32)
-  total = 0.0
-  for stage in range(num_stages):
-    (policy,), cost = optimal_policies(blocks[stage], [budget], sort=True,
-                                       method=method)
-    policies[stage] = policy
-    total += float(cost[0])
-  return policies, total

@@ -11,19 +11,15 @@ The range version for a parallel step [left, right) uses
 import tensorflow as tf
 
 
-def sample_sigma(batch_size, num_steps, seed=None):
-  """Uniform random orders, int32 [B, D] (argsort of uniform noise).
+def sample_sigma(batch_size, num_steps, seed):
+  """Uniform random orders, int32 [B, D]: the stable argsort of uniform noise.
 
   Args:
     batch_size: B, a scalar.
     num_steps: D, a Python int.
-    seed: optional stateless seed, int32 [2]; stateful RNG when None.
+    seed: stateless seed, int32 or int64 [2].
   """
-  shape = tf.stack([batch_size, num_steps])
-  if seed is None:
-    noise = tf.random.uniform(shape)
-  else:
-    noise = tf.random.stateless_uniform(shape, seed=seed)
+  noise = tf.random.stateless_uniform(tf.stack([batch_size, num_steps]), seed=seed)
   return tf.argsort(noise, axis=-1, stable=True, direction="ASCENDING")
 
 

@@ -31,15 +31,21 @@ def naive_policy(num_steps, budget):
 
   Rounds half to even, in float64 (spec §4.2): D = 250, budget 20 ->
   [0, 12, 25, 38, 50, 62, ...]. In a graph num_steps and budget may be
-  tensors; Python ints are checked (UserError unless 1 <= budget <= D).
+  tensors; Python (or NumPy) ints are checked: UserError unless D >= 1 and
+  1 <= budget <= D.
   """
-  if isinstance(num_steps, int) and isinstance(budget, int):
-    if num_steps < 1 or not 1 <= budget <= num_steps:
-      raise UserError(f"budget must be in [1, {num_steps}] (the number of steps), "
-                      f"got {budget}")
+  if _is_int(num_steps) and num_steps < 1:
+    raise UserError(f"num_steps must be >= 1, got {num_steps}")
+  if _is_int(num_steps) and _is_int(budget) and not 1 <= budget <= num_steps:
+    raise UserError(f"budget must be in [1, {num_steps}] (the number of steps), "
+                    f"got {budget}")
   edges = tf.linspace(tf.constant(0.0, tf.float64), tf.cast(num_steps, tf.float64),
                       budget + 1)
   return tf.cast(tf.round(edges), tf.int32)[:-1]
+
+
+def _is_int(value):
+  return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def table_budgets(num_steps):
@@ -67,7 +73,13 @@ def optimal_stage_policies(loss_components, num_stages, budgets):
     stage's losses sorted descending before its DP) and float64
     [len(budgets)], the predicted negative ELBO summed over stages, bits/dim.
   """
-  per_stage = np.reshape(np.asarray(loss_components, np.float64), [num_stages, -1])
+  values = np.asarray(loss_components, np.float64)
+  if not _is_int(num_stages) or num_stages < 1:
+    raise UserError(f"num_stages must be an integer >= 1, got {num_stages!r}")
+  if values.ndim != 1 or values.size % num_stages:
+    raise UserError(f"loss components of shape {values.shape} do not split into "
+                    f"{num_stages} stages (the length must be divisible by it)")
+  per_stage = values.reshape(num_stages, -1)
   solved = [dp.optimal_policies(row, budgets) for row in per_stage]
   policies = [np.stack([stage[0][i] for stage in solved]) for i in range(len(budgets))]
   return policies, np.sum([stage[1] for stage in solved], axis=0)

@@ -1,10 +1,11 @@
 """Generation with a policy (spec §4.1-4.2), and infilling.
 
-A policy is an increasing int32 vector [k] (or [B, k] per example) of left
-boundaries pi_0 < ... < pi_{k-1}; extended with D, step j generates every
+A policy is a non-decreasing int32 vector [k] (or [B, k] per example) of left
+boundaries pi_0 <= ... <= pi_{k-1}; extended with D, step j generates every
 position with pi[j] <= sigma < pi[j+1] from one network call that sees the
-positions sigma < pi[j] and time pi[j]. k network calls in total; the policy
-arange(D) is exact sequential sampling.
+positions sigma < pi[j] and time pi[j] (a repeated entry makes a step that
+generates nothing). k network calls in total; the policy arange(D) is exact
+sequential sampling.
 """
 import tensorflow as tf
 

@@ -269,7 +269,7 @@ class OAARDM(tf.keras.Model):
   def sample_order_and_time(self, batch):
     """Uniform sigma int32 [B, D] and global t int32 [B] in [0, S*D) from the
     model's RNG (evaluation)."""
-    sigma = tf.argsort(self.rng.uniform([batch, self.num_steps]), axis=-1)
+    sigma = masks.sample_sigma(batch, self.num_steps, seed=self.rng.make_seeds(1)[:, 0])
     t = self.rng.uniform([batch], 0, self.total_steps, dtype=tf.int32)
     return sigma, t
 
@@ -298,9 +298,8 @@ class OAARDM(tf.keras.Model):
     """sigma int32 [B, D] and global t int32 [B] for this replica's part of a step."""
     def draw(n, seed):
       seeds = tf.random.experimental.stateless_split(seed, 2)
-      noise = tf.random.stateless_uniform([n, self.num_steps], seeds[0])
       t = tf.random.stateless_uniform([n], seeds[1], 0, self.total_steps, dtype=tf.int32)
-      return tf.argsort(noise, axis=-1), t
+      return masks.sample_sigma(n, self.num_steps, seed=seeds[0]), t
     return self.replica_draws(batch, step, draw)
 
   def per_example_loss(self, x, sigma, t):

@@ -22,7 +22,10 @@ carry a stage axis ([S, k] instead of [k]), its steps t are global in
       (-log2 p(x_unknown | x_known) of the given x).
   policy(budget) -> int32 [budget], the optimal policy (the DP per stage) for
       a tabulated budget: every budget when D <= 1024, else those of
-      `policies.table_budgets(D)`; other budgets get the naive policy.
+      `policies.table_budgets(D)`; other budgets get the naive policy, here
+      and in log_prob and sample (`policies.is_tabulated(D, budget)` says
+      which; `tf_ardm.sample -v` prints it). The evaluation's budget table
+      runs the DP itself, so its "DP" rows are DP policies for every budget.
   absorbing_elbo(x, diffusion_steps, seed) -> elbo_bpd float32 [B]: the
       one-call estimate of the T-step absorbing-diffusion ELBO (<= 0) of the
       same network, T = diffusion_steps >= 1 (tf_ardm.models.absorbing; OA
