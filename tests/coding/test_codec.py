@@ -1,9 +1,12 @@
 """Lossless codec: range coder, stream format, round trips, determinism, fuzzing,
 Upscale models, CLIs."""
+import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import zlib
 
@@ -22,8 +25,10 @@ from tf_ardm.generation import distributions
 from tf_ardm.cli import exports
 from tf_ardm import models
 from tf_ardm.coding import stream
+from tf_ardm.coding import varint
 from tf_ardm.config import ModelConfig
 from tf_ardm.data import datasets
+from tf_ardm import errors
 from tf_ardm.errors import UserError
 from tf_ardm.models.ardm import Denoiser
 from tf_ardm.models.upscale import UpscaleDenoiser
@@ -76,6 +81,27 @@ def _constant_coder(logits, shape=(4, 4, 1)):
 # ------------------------------------------------------------ range coder ---
 
 
+def _ideal_bits(symbols, probs):
+  """-sum log2 probs[symbol] over all symbols int32 [B, n], probs [B, n, K]."""
+  p = np.take_along_axis(probs.numpy().astype(np.float64), symbols.numpy()[..., None], -1)
+  return -np.log2(p).sum()
+
+
+def _quantized_bits(symbols, probs):
+  """What `coding.encode` would cost with an exact arithmetic coder: -sum log2
+  of each binary decision's probability, level c of its table row c - 1 being
+  P(bit = 0) = c / 2^16 (CERTAIN: 1)."""
+  levels, symbols = coding.node_levels(probs).numpy(), symbols.numpy()
+  nb = coding.num_bits(probs.shape[-1])
+  total = 0.0
+  for depth in range(nb):
+    node = 2**depth - 1 + (symbols >> (nb - depth))
+    p0 = (np.take_along_axis(levels, node[..., None], -1)[..., 0] + 1.0) / coding.SCALE
+    bit = (symbols >> (nb - 1 - depth)) & 1
+    total -= np.log2(np.where(bit == 0, p0, 1.0 - p0)).sum()
+  return total
+
+
 @pytest.mark.parametrize("num_classes", [2, 5, 17, 28, 256])
 def test_range_coder_round_trip_and_size(num_classes):
   rng = np.random.default_rng(num_classes)
@@ -97,8 +123,7 @@ def test_range_coder_round_trip_and_size(num_classes):
     np.testing.assert_array_equal(decoded, symbols)
     assert np.all(ok)
     coded = 8 * sum(len(s) for s in np.reshape(strings.numpy(), [-1]))
-    ideal = float(tf.reduce_sum(coding.ideal_bits(symbols, probs)))
-    quantized = float(tf.reduce_sum(coding.quantized_bits(symbols, probs)))
+    ideal, quantized = _ideal_bits(symbols, probs), _quantized_bits(symbols, probs)
     assert abs(quantized - ideal) < 1e-4 * ideal + 0.01
     assert ideal - 8 <= coded <= quantized * 1.001 + 8 * len(np.reshape(strings, [-1]))
 
@@ -114,6 +139,52 @@ def test_crc32_matches_zlib():
   for length in (0, 1, 2, 3, 7, 8, 9, 100, 1000):
     data = rng.integers(0, 256, size=(3, length), dtype=np.uint8)
     assert list(crc.crc32(data).numpy()) == [zlib.crc32(row.tobytes()) for row in data]
+
+
+def test_varints_in_python_and_tf_agree():
+  values = [0, 1, 127, 128, 300, 2**14 - 1, 2**14, 2**32 - 1, 2**35 - 1]
+  data = [varint.encode(v) for v in values]
+  assert data[:5] == [b"\x00", b"\x01", b"\x7f", b"\x80\x01", b"\xac\x02"]
+  raw, size = varint.tf_encode(tf.constant(values, tf.int64), 5)
+  assert [bytes(r[:n]) for r, n in zip(raw.numpy().astype(np.uint8), size.numpy())] == data
+  padded = np.array([list(d.ljust(5, b"\xff")) for d in data], np.int64)
+  value, size, ok = varint.tf_decode(tf.constant(padded), 5)
+  assert list(value.numpy()) == values and list(size.numpy()) == list(map(len, data))
+  assert ok.numpy().all()
+  assert not varint.tf_decode(tf.constant([[0x80] * 5], tf.int64), 5)[2].numpy()[0]
+  for v, d in zip(values, data):
+    assert varint.decode(b"?" + d + b"?", 1, 5) == (v, 1 + len(d))
+  with pytest.raises(EOFError):
+    varint.decode(b"\x80\x80", 0, 5)
+  with pytest.raises(ValueError):
+    varint.decode(b"\x80" * 5 + b"\x01", 0, 5)
+  assert varint.decode(b"\x80" * 9 + b"\x01", 0, 10) == (2**63, 10)
+
+
+def test_tf_assertions_become_one_line_user_errors():
+  """Nested functions, the servable's tf.debugging.assert_* and other errors."""
+
+  @tf.function
+  def inner(x):
+    stream.assert_all(x < 3, "x must be < 3; x:", x)
+    tf.debugging.assert_greater_equal(x, 0, message="x has values < 0")
+    return x
+
+  outer = tf.function(lambda x: inner(x) + 1)
+  cases = [(inner, [1, 7], None, "x must be < 3; x: 7 (stream 1 of the batch)"),
+           (outer, [1, 7], ["a", "b"], "x must be < 3; x: 7 (b)"),
+           (outer, [1, 7], ["a", None], "x must be < 3; x: 7"),
+           (inner, [-1, 2], None, "x has values < 0"),
+           (outer, [-1, 2], None, "x has values < 0")]
+  for fn, x, names, message in cases:
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+      fn(tf.constant(x))
+    assert str(errors.from_tf_error(info.value, names)) == message
+  gather = tf.function(lambda x: tf.gather(x, x + 5))
+  for fn in (gather, tf.function(lambda x: gather(x) + 1)):
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+      fn(tf.constant([1, 2]))
+    assert str(errors.from_tf_error(info.value)).startswith("indices[0] = 6 is not in [0, 2)")
 
 
 # ------------------------------------------------------------ round trips ---
@@ -461,6 +532,34 @@ def test_container_tiles_any_image_and_chunks_text(digits_coder, text_coder, tmp
   assert container.rebuild(x, original, config) == b"hello world"
 
 
+def _leftovers(directory, expected):
+  """The entries of `directory` (hidden ones too) that are not `expected`."""
+  return sorted(set(os.listdir(directory)) - set(expected))
+
+
+def test_commit_leaves_nothing_but_its_outputs(tmp_path, monkeypatch):
+  """container.commit writes exactly its outputs; the check sees a leftover
+  temporary file when atomic.file leaves one behind."""
+  container.commit({"": b"data"}, str(tmp_path / "a.ardm"))
+  container.commit({"x.ardm": b"1", "sub/y.ardm": b"2"}, str(tmp_path / "out"))
+  container.commit({"z.ardm": b"3"}, str(tmp_path / "out"))  # Replaces out/.
+  assert _leftovers(tmp_path, ["a.ardm", "out"]) == []
+  assert _leftovers(tmp_path / "out", ["z.ardm"]) == []
+
+  @contextlib.contextmanager
+  def leaky_file(path):  # Copies its temporary file into place, keeping it.
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+    os.close(fd)
+    yield tmp
+    shutil.copyfile(tmp, path)
+
+  monkeypatch.setattr(container.atomic, "file", leaky_file)
+  container.commit({"": b"data"}, str(tmp_path / "b.ardm"))
+  assert (tmp_path / "b.ardm").read_bytes() == b"data"
+  left = _leftovers(tmp_path, ["a.ardm", "b.ardm", "out"])
+  assert len(left) == 1 and left[0].startswith(".tmp-")
+
+
 # ------------------------------------------------------------------- CLIs ---
 
 
@@ -501,8 +600,7 @@ def test_cli_round_trip_directory_and_errors(digits_model, digits, tmp_path):
              str(tmp_path / "back2"))
   assert out.returncode == 2 and out.stderr.startswith("error: ")
   assert len(out.stderr.strip().splitlines()) == 1 and "big.png.ardm" in out.stderr
-  assert not (tmp_path / "back2").exists()
-  assert not [f for f in os.listdir(tmp_path) if f.startswith(".ardm")]
+  assert _leftovers(tmp_path, ["back", "in", "model", "packed"]) == []
 
 
 @pytest.mark.slow

@@ -5,6 +5,8 @@ import pytest
 from tf_ardm.data import datasets
 from tf_ardm.data import photos
 from tf_ardm.data import text
+from tf_ardm.data import tiles
+from tf_ardm.data import validation
 from tf_ardm.errors import UserError
 
 
@@ -21,6 +23,59 @@ def test_text8_tokenisation():
   np.testing.assert_array_equal(text.encode("a z"), [2, 1, 27])
   assert text.normalize("Hello,  World!\n2x") == "hello world x"
   assert text.decode([2, 1, 27, 28]) == "a z_"
+
+
+def test_text8_alphabet_in_bytes():
+  assert text.ALPHABET == " abcdefghijklmnopqrstuvwxyz"
+  np.testing.assert_array_equal(text.encode(b"za "), [27, 2, 1])
+  assert text.encode("").shape == (0,)
+  assert text.to_ascii(np.array([[0, 1], [2, 27]])) == b"? az"
+  assert text.to_ascii([28, 29, -1]) == b"__?"
+  for bad, message in [("abC", "b'C' at offset 2"), (b"a\nb", r"b'\\n' at offset 1"),
+                       (b"\xe9", r"b'\\xe9' at offset 0")]:
+    with pytest.raises(ValueError, match=message + r" is outside the text8 alphabet"):
+      text.encode(bad)
+
+
+def test_mosaic_layout_fill_and_gap():
+  x = (np.arange(1, 6)[:, None, None, None] * np.ones((5, 2, 3, 1))).astype(np.uint8)
+  expected = np.array([[1, 2, 3], [4, 5, 0]])
+  mosaic = tiles.mosaic(x)  # 5 images -> 3 columns, 2 rows.
+  assert mosaic.shape == (4, 9, 1) and mosaic.dtype == np.uint8
+  np.testing.assert_array_equal(mosaic[..., 0], np.kron(expected, np.ones((2, 3), int)))
+  framed = tiles.mosaic(x, cols=2, fill=9, gap=1)  # 3 rows of 2, a 1-pixel frame.
+  assert framed.shape == (3 * 3 + 1, 2 * 4 + 1, 1)
+  cells = np.array([[1, 2], [3, 4], [5, 9]])
+  np.testing.assert_array_equal(framed[1::3, 1::4, 0], cells)
+  np.testing.assert_array_equal(framed[2::3, 3::4, 0], cells)
+  assert (framed[::3] == 9).all() and (framed[:, ::4] == 9).all()  # The frame.
+
+
+def test_patches_pad_edges_and_invert():
+  image = np.arange(5 * 7 * 2).reshape(5, 7, 2)
+  patches = tiles.patches(image, (2, 3))
+  assert patches.shape == (3 * 3, 2, 3, 2)
+  np.testing.assert_array_equal(patches[1], image[0:2, 3:6])
+  np.testing.assert_array_equal(patches[8][0], np.repeat(image[4:5, 6], 3, 0))  # Corner.
+  np.testing.assert_array_equal(patches[8][1], patches[8][0])  # The last row, repeated.
+  np.testing.assert_array_equal(tiles.from_patches(patches, image.shape), image)
+  np.testing.assert_array_equal(tiles.from_patches(patches, (5, 7)), image)
+
+
+def test_validation_messages():
+  x = np.array([[[0], [3]]])
+  np.testing.assert_array_equal(validation.check_values(x, 4), x)
+  assert validation.check_values(x, 4).dtype == np.int64
+  assert validation.check_datapoints(x.astype(bool), (2, 1), 2).dtype == np.int32
+  assert validation.check_datapoints(np.zeros([0, 2, 1], np.uint8), (2, 1), 2).shape == (0, 2, 1)
+  for bad, message in [
+      (x, r"^f.npy: values must lie in \[0, 3\), got \[0, 3\]$"),
+      (x - 1, r"^f.npy: values must lie in \[0, 3\), got \[-1, 2\]$"),
+      (x * 0.5, "^f.npy: expected integers, got dtype float64$"),
+      (x[0], r"^f.npy: expected datapoints of shape \[N, 2, 1\], got \[2, 1\]$"),
+      (x[:, :1], r"^f.npy: expected datapoints of shape \[N, 2, 1\], got \[1, 1, 1\]$")]:
+    with pytest.raises(UserError, match=message):
+      validation.check_datapoints(bad, (2, 1), 3, "f.npy")
 
 
 def test_embedded_text_splits_by_offset():

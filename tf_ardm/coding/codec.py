@@ -60,19 +60,20 @@ export or a trained model directory.
 import hashlib
 import json
 import os
-import re
 
 import numpy as np
 import tensorflow as tf
 
-from tf_ardm.models import checkpoints
-from tf_ardm.coding import range_coder as coding
+from tf_ardm import errors
 from tf_ardm.coding import crc
+from tf_ardm.coding import range_coder as coding
+from tf_ardm.coding import stream
+from tf_ardm.data import validation
+from tf_ardm.errors import UserError
 from tf_ardm.generation import distributions
 from tf_ardm.generation import masks
+from tf_ardm.models import checkpoints
 from tf_ardm.serving import servable
-from tf_ardm.coding import stream
-from tf_ardm.errors import UserError
 
 DEFAULT_MICRO_BATCH = 16
 # Bounds the floats a step holds: probabilities and tree levels of all datapoints.
@@ -342,22 +343,6 @@ def load(path, micro_batch=DEFAULT_MICRO_BATCH):
                   f"export root) nor a trained model directory ({checkpoints.CONFIG})")
 
 
-def _user_error(error, names=None):
-  """A UserError from a graph assertion's message; stream i -> names[i]."""
-  message = error.message.splitlines()[0]
-  message = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", message)
-  message = message.replace("assertion failed: ", "")
-  # Drop TF's comparison dump of tf.debugging.assert_* ops; keep the text.
-  message = re.sub(r"\] \[Condition .*", "]", message)
-  message = " ".join(re.findall(r"\[([^\[\]]*)\]", message)) or message
-  message = message.replace("( stream", "(stream").replace("(stream ", "(stream ")
-  if names is not None:
-    message = re.sub(r" ?\(stream (\d+) of the batch\)",
-                     lambda m: f" ({names[int(m.group(1))]})" if names[int(m.group(1))] else "",
-                     message)
-  return UserError(message)
-
-
 class Coder:
   """Numpy data and bytes over a Codec or its loaded export.
 
@@ -380,16 +365,7 @@ class Coder:
 
   def check_data(self, x):
     """x as int32 [N, *shape]; UserError for a wrong shape, type or range."""
-    x = np.asarray(x)
-    if x.ndim != len(self.shape) + 1 or x.shape[1:] != self.shape:
-      raise UserError(f"expected data of shape [N, {', '.join(map(str, self.shape))}], "
-                      f"got {list(x.shape)}")
-    if not (np.issubdtype(x.dtype, np.integer) or x.dtype == bool):
-      raise UserError(f"expected integer data, got {x.dtype}")
-    k = self.config.num_classes
-    if x.size and (x.min() < 0 or x.max() >= k):
-      raise UserError(f"data values must lie in [0, {k}), got [{x.min()}, {x.max()}]")
-    return x.astype(np.int32)
+    return validation.check_datapoints(x, self.shape, self.config.num_classes)
 
   def check_budget(self, budget):
     """budget as int; UserError unless 1 <= budget <= D."""
@@ -401,7 +377,7 @@ class Coder:
     try:
       return fn(*args)
     except tf.errors.InvalidArgumentError as e:
-      raise _user_error(e, names) from None
+      raise errors.from_tf_error(e, names) from None
 
   def _code(self, fn, n, budget, *args, names=None):
     """Runs a coding function on n datapoints, counting its network calls."""

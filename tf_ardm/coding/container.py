@@ -31,12 +31,16 @@ import numpy as np
 from PIL import Image
 
 from tf_ardm import atomic
+from tf_ardm.coding import varint
 from tf_ardm.data import text as text_lib
+from tf_ardm.data import tiles
+from tf_ardm.data import validation
 from tf_ardm.errors import UserError, check_writable
 
 MAGIC = b"ARDM"
 VERSION = 1
 PNG, NPY, TEXT = 1, 2, 3
+_MAX_VARINT = 10  # Bytes of a varint up to 2^70.
 _SPACE = int(text_lib.encode(" ")[0])  # Pads the last text chunk.
 
 
@@ -59,12 +63,6 @@ class Original:
 # ------------------------------------------------------------ file -> data ---
 
 
-def _check_values(x, config, path):
-  if x.size and (x.min() < 0 or x.max() >= config.num_classes):
-    raise UserError(f"{path}: values must lie in [0, {config.num_classes}) for this "
-                    f"model, got [{x.min()}, {x.max()}]")
-
-
 def _read_png(path, config):
   try:
     with Image.open(path) as image:
@@ -78,8 +76,8 @@ def _read_png(path, config):
   if mode not in modes:
     raise UserError(f"{path}: a PNG of mode {mode}; this model codes {channels}-channel "
                     f"images, give {' or '.join(modes) or 'an NPY array'}")
-  x = x.reshape(x.shape[0], x.shape[1], channels).astype(np.int64)
-  _check_values(x, config, path)
+  x = validation.check_values(x.reshape(x.shape[0], x.shape[1], channels),
+                              config.num_classes, path)
   return x, Original(PNG, x.shape)
 
 
@@ -88,10 +86,7 @@ def _read_npy(path, config):
     x = np.load(path, allow_pickle=False)
   except (OSError, ValueError) as e:
     raise UserError(f"{path}: not a readable .npy file: {e}") from e
-  if not (np.issubdtype(x.dtype, np.integer) or x.dtype == bool):
-    raise UserError(f"{path}: expected integers, got dtype {x.dtype}")
-  _check_values(x, config, path)
-  return x.astype(np.int64), Original(NPY, x.shape, x.dtype.str)
+  return validation.check_values(x, config.num_classes, path), Original(NPY, x.shape, x.dtype.str)
 
 
 def _read_text(path, normalize):
@@ -101,32 +96,11 @@ def _read_text(path, normalize):
     ids = text_lib.encode(text_lib.normalize(raw.decode("utf-8", "replace")))
     return ids, Original(TEXT, (len(ids),))
   newline = raw.endswith(b"\n")
-  body = np.frombuffer(raw[:-1] if newline else raw, np.uint8)
-  bad = np.flatnonzero(~(((body >= ord("a")) & (body <= ord("z"))) | (body == ord(" "))))
-  if bad.size:
-    byte = bytes([body[bad[0]]])
-    raise UserError(
-        f"{path}: {byte!r} at offset {bad[0]} is outside the text8 alphabet (a-z and "
-        "space); pass --normalize to map the text to it (lossy)")
-  ids = text_lib.encode(body.tobytes().decode("ascii")) if body.size else np.zeros([0], int)
+  try:
+    ids = text_lib.encode(raw[:-1] if newline else raw)
+  except ValueError as e:
+    raise UserError(f"{path}: {e}; pass --normalize to map the text to it (lossy)") from None
   return ids, Original(TEXT, (len(ids),), newline=newline)
-
-
-def _tile(image, patch):
-  """[H, W, C] -> patches [N, ph, pw, C], edges padded by repetition."""
-  (h, w, c), (ph, pw) = image.shape, patch
-  rows, cols = -(-h // ph), -(-w // pw)
-  image = np.pad(image, ((0, rows * ph - h), (0, cols * pw - w), (0, 0)), mode="edge")
-  return image.reshape(rows, ph, cols, pw, c).transpose(0, 2, 1, 3, 4).reshape(
-      rows * cols, ph, pw, c)
-
-
-def _untile(patches, shape):
-  """Inverse of `_tile` for an image of `shape` [H, W, C]."""
-  (h, w, c), (_, ph, pw, _) = shape, patches.shape
-  rows, cols = -(-h // ph), -(-w // pw)
-  image = patches.reshape(rows, cols, ph, pw, c).transpose(0, 2, 1, 3, 4)
-  return image.reshape(rows * ph, cols * pw, c)[:h, :w]
 
 
 def _chunk(ids, length):
@@ -148,7 +122,7 @@ def to_datapoints(x, config, path):
     if x.ndim != 3 or x.shape[-1] != shape[-1] or not x.size:
       raise UserError(f"{path}: expected a non-empty image [H, W, {shape[-1]}] or "
                       f"datapoints [N, {', '.join(map(str, shape))}], got {list(x.shape)}")
-    return _tile(x, shape[:2]).astype(np.int32)
+    return tiles.patches(x, shape[:2]).astype(np.int32)
   if x.ndim == 2 and x.shape[1] == 1:
     x = x[:, 0]
   if x.ndim != 1:
@@ -183,7 +157,7 @@ def rebuild(datapoints, original, config):
   if len(shape) == len(config.shape) + 1 and shape[1:] == tuple(config.shape):
     x = datapoints
   elif config.kind == "image":
-    x = _untile(datapoints, shape if len(shape) == 3 else (*shape, 1))
+    x = tiles.from_patches(datapoints, shape)
   else:
     x = datapoints.reshape(-1)[:int(np.prod(shape))]
   x = x.reshape(shape)
@@ -205,15 +179,6 @@ def rebuild(datapoints, original, config):
 # ---------------------------------------------------------------- framing ---
 
 
-def _varint(value):
-  out = bytearray()
-  while True:
-    byte, value = value & 0x7F, value >> 7
-    out.append(byte | (0x80 if value else 0))
-    if not value:
-      return bytes(out)
-
-
 class _Reader:
   """Reads varints and byte strings from a container; UserError at the end."""
 
@@ -227,28 +192,27 @@ class _Reader:
     self.pos += size
     return out
 
-  def varint(self):
-    value, shift = 0, 0
-    while shift < 64:
-      byte = self.take(1)[0]
-      value |= (byte & 0x7F) << shift
-      if byte < 0x80:
-        return value
-      shift += 7
-    raise UserError(f"{self.path}: corrupt .ardm file (bad integer)")
+  def integer(self):
+    try:
+      value, self.pos = varint.decode(self.data, self.pos, _MAX_VARINT)
+    except EOFError:
+      raise UserError(f"{self.path}: truncated .ardm file") from None
+    except ValueError:
+      raise UserError(f"{self.path}: corrupt .ardm file (bad integer)") from None
+    return value
 
 
 def pack(original, streams):
   """The container bytes for an Original and its ARDM streams."""
-  out = [MAGIC, bytes([VERSION, original.kind]), _varint(len(original.shape))]
-  out += [_varint(int(d)) for d in original.shape]
+  out = [MAGIC, bytes([VERSION, original.kind]), varint.encode(len(original.shape))]
+  out += [varint.encode(int(d)) for d in original.shape]
   if original.kind == NPY:
-    out += [_varint(len(original.dtype)), original.dtype.encode("ascii")]
+    out += [varint.encode(len(original.dtype)), original.dtype.encode("ascii")]
   if original.kind == TEXT:
     out.append(bytes([int(original.newline)]))
-  out.append(_varint(len(streams)))
+  out.append(varint.encode(len(streams)))
   for data in streams:
-    out += [_varint(len(data)), data]
+    out += [varint.encode(len(data)), data]
   return b"".join(out)
 
 
@@ -263,12 +227,12 @@ def unpack(data, path):
                     f"(this tool reads version {VERSION})")
   if kind not in (PNG, NPY, TEXT):
     raise UserError(f"{path}: corrupt .ardm file (unknown kind {kind})")
-  rank = reader.varint()
+  rank = reader.integer()
   if rank > 32:
     raise UserError(f"{path}: corrupt .ardm file (rank {rank})")
-  original = Original(kind, tuple(reader.varint() for _ in range(rank)))
+  original = Original(kind, tuple(reader.integer() for _ in range(rank)))
   if kind == NPY:
-    original.dtype = reader.take(reader.varint()).decode("ascii", "replace")
+    original.dtype = reader.take(reader.integer()).decode("ascii", "replace")
     try:
       if not np.issubdtype(np.dtype(original.dtype), np.integer) and original.dtype != "|b1":
         raise TypeError(original.dtype)
@@ -276,7 +240,7 @@ def unpack(data, path):
       raise UserError(f"{path}: corrupt .ardm file (dtype {original.dtype!r})") from e
   if kind == TEXT:
     original.newline = bool(reader.take(1)[0])
-  streams = [reader.take(reader.varint()) for _ in range(reader.varint())]
+  streams = [reader.take(reader.integer()) for _ in range(reader.integer())]
   if reader.pos != len(data):
     raise UserError(f"{path}: corrupt .ardm file ({len(data) - reader.pos} bytes "
                     "after the last stream)")

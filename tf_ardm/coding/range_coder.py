@@ -120,27 +120,6 @@ def decode(handle, probs):
   return handle, prefix
 
 
-def ideal_bits(symbols, probs):
-  """-sum log2 probs[symbol] over the last axis: float64 [B] for symbols [B, n]."""
-  p = tf.gather(tf.cast(probs, tf.float64), symbols, batch_dims=symbols.shape.rank)
-  return -tf.reduce_sum(tf.math.log(p), -1) / math.log(2.0)
-
-
-def quantized_bits(symbols, probs):
-  """Ideal length of the quantized binary decisions, float64 [B]: what
-  `encode` would cost with an exact arithmetic coder."""
-  levels = node_levels(probs)
-  nb = num_bits(probs.shape[-1])
-  total = tf.zeros(tf.shape(symbols)[:-1], tf.float64)
-  for depth in range(nb):
-    prefix = tf.bitwise.right_shift(symbols, nb - depth)
-    bit = tf.bitwise.bitwise_and(tf.bitwise.right_shift(symbols, nb - 1 - depth), 1)
-    p0 = tf.cast(_row(levels, prefix, depth) + 1, tf.float64) / SCALE
-    p = tf.where(bit == 0, p0, 1.0 - p0)
-    total -= tf.reduce_sum(tf.math.log(p), -1) / math.log(2.0)
-  return total
-
-
 def encoder(shape):
   """New range encoder handles of `shape` ([] or [B]) bound to the table."""
   return tfc.ops.create_range_encoder(shape, lookup_table())

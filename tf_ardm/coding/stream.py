@@ -23,6 +23,7 @@ import collections
 import tensorflow as tf
 
 from tf_ardm.coding import crc
+from tf_ardm.coding import varint
 from tf_ardm.errors import UserError
 
 MAGIC = b"\x8eA"
@@ -52,13 +53,8 @@ def _be32(values):
 
 def _varint(values):
   """int64 [S] in [0, 2^35) -> LEB128 strings [S]."""
-  shifts = 7 * tf.range(MAX_VARINT, dtype=tf.int64)
-  groups = tf.bitwise.bitwise_and(tf.bitwise.right_shift(values[:, None], shifts), 0x7F)
-  more = tf.bitwise.right_shift(values[:, None], shifts + 7) > 0
-  byte = tf.where(more, groups + 0x80, groups)
-  used = tf.concat([tf.ones_like(more[:, :1]), more[:, :-1]], 1)
-  return tf.strings.reduce_join(
-      tf.where(used, tf.gather(_BYTES, tf.cast(byte, tf.int32)), ""), -1)
+  raw, size = varint.tf_encode(values, MAX_VARINT)
+  return tf.strings.substr(_strings(raw), tf.zeros_like(size), size)
 
 
 def _check(prefix, budget, count):
@@ -86,15 +82,8 @@ def _bytes_at(padded, pos, size):
 
 def _read_varint(padded, pos):
   """(value int64 [S], end int32 [S], ok bool [S]) of the varint at pos."""
-  raw = _bytes_at(padded, pos, MAX_VARINT)
-  more = raw >= 0x80
-  continued = tf.math.cumprod(tf.cast(more, tf.int32), axis=1)
-  size = 1 + tf.reduce_sum(continued[:, :-1], 1)
-  used = tf.range(MAX_VARINT)[None] < size[:, None]
-  shifts = 7 * tf.range(MAX_VARINT, dtype=tf.int64)
-  value = tf.reduce_sum(tf.where(used, tf.bitwise.left_shift(
-      tf.bitwise.bitwise_and(raw, 0x7F), shifts), 0), 1)
-  return value, pos + size, ~more[:, -1] | (size < MAX_VARINT)
+  value, size, ok = varint.tf_decode(_bytes_at(padded, pos, MAX_VARINT), MAX_VARINT)
+  return value, pos + size, ok
 
 
 def _be_int(padded, pos, size):
@@ -177,14 +166,10 @@ def read_header(data, fingerprint):
   pos = 3 + FINGERPRINT_BYTES
   fields = []
   for _ in range(2):
-    value, shift = 0, 0
-    while True:
-      if pos >= len(data) or shift >= 7 * MAX_VARINT:
-        raise UserError("truncated or corrupt stream header")
-      value |= (data[pos] & 0x7F) << shift
-      pos, shift = pos + 1, shift + 7
-      if data[pos - 1] < 0x80:
-        break
+    try:
+      value, pos = varint.decode(data, pos, MAX_VARINT)
+    except (EOFError, ValueError):
+      raise UserError("truncated or corrupt stream header") from None
     fields.append(value)
   if len(data) < pos + 6:
     raise UserError("truncated or corrupt stream header")

@@ -94,8 +94,8 @@ def _text8(data_dir, seq_len):
     else:
       with open(path, "rb") as f:
         raw = f.read()
-    ids = text_lib.encode(raw.decode("ascii"))
-  except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, ValueError) as e:
+    ids = text_lib.encode(raw)
+  except (zipfile.BadZipFile, KeyError, ValueError) as e:
     raise UserError(f"{path} is not a valid text8 file: {e}") from e
   # Spec §9.2: 90M / 5M / 5M characters (the same 90/5/5 fractions).
   return _split_text("text8", ids, seq_len, (0.9, 0.05))

@@ -31,7 +31,6 @@ import bz2
 import gzip
 import io
 import lzma
-import math
 import os
 import shutil
 import subprocess
@@ -41,6 +40,9 @@ import numpy as np
 from PIL import Image
 from PIL import features as pil_features
 
+from tf_ardm.data import text as text_lib
+from tf_ardm.data import tiles
+from tf_ardm.data import validation
 from tf_ardm.errors import UserError, check
 
 try:  # Optional: pip package `brotli`.
@@ -57,9 +59,6 @@ CODECS = ("gzip", "bz2", "xz", "brotli", "zstd")
 ZSTD_LEVEL = 22  # zstd's maximum ("ultra") level.
 _XZ_DICT_SIZE = 64 << 20  # preset 9's dictionary.
 WEBP_MAX_SIDE = 16383
-# text8 alphabet: id 0 is unused ('?'), 1 = ' ', 2 = 'a', ..., 27 = 'z'.
-TEXT_CHARS = "? abcdefghijklmnopqrstuvwxyz"
-_TEXT_TABLE = np.frombuffer(TEXT_CHARS.encode("ascii"), np.uint8)
 
 
 # ----------------------------------------------------------------- helpers ---
@@ -72,16 +71,7 @@ def _validate(x, num_classes):
         "expected x of shape [N, H, W, C] or [N, L, C], got shape %s",
         x.shape)
   check(x.shape[0] > 0 and x.size > 0, "x is empty (shape %s)", x.shape)
-  check(int(num_classes) >= 1, "num_classes must be >= 1, got %s",
-        num_classes)
-  if not np.issubdtype(x.dtype, np.integer):
-    check(np.all(np.isfinite(x)) and np.all(x == np.round(x)),
-          "x must hold integer values")
-  x = x.astype(np.int64)
-  check(x.min() >= 0 and x.max() < num_classes,
-        "x values must lie in [0, %d), got [%d, %d]", num_classes,
-        x.min(), x.max())
-  return x
+  return validation.check_values(x, num_classes, "x")
 
 
 def _dims(x):
@@ -114,14 +104,7 @@ def tile(x):
   i // cols, column i % cols; unused tiles are zeros. Sequences [N, L, C] are
   tiled as 1 x L images.
   """
-  x = _as_images(np.asarray(x))
-  n, h, w, c = x.shape
-  cols = int(math.ceil(math.sqrt(n)))
-  rows = int(math.ceil(n / cols))
-  grid = np.zeros((rows * cols, h, w, c), x.dtype)
-  grid[:n] = x
-  grid = grid.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)
-  return grid.reshape(rows * h, cols * w, c)
+  return tiles.mosaic(_as_images(np.asarray(x)))
 
 
 def _to_pil(image):
@@ -147,21 +130,13 @@ def webp_available():
 def encode_webp(image):
   """Lossless WebP bytes of one image [H, W, C] (C in 1, 3; values < 256).
 
-  Pillow stores a grey ('L') image as RGB with R = G = B; decode with
-  `decode_image(data, channels=1)` to get one channel back.
+  Pillow stores a grey ('L') image as RGB with R = G = B: converting the
+  decoded image to mode 'L' gives the one channel back.
   """
   buf = io.BytesIO()
   _to_pil(image).save(buf, format="WEBP", lossless=True, quality=100,
                       method=6, exact=True)
   return buf.getvalue()
-
-
-def decode_image(data, channels):
-  """Decodes PNG/WebP `data` to a uint8 array [H, W, channels]."""
-  with Image.open(io.BytesIO(data)) as im:
-    im = im.convert("L" if channels == 1 else "RGB")
-    out = np.asarray(im)
-  return out[..., None] if channels == 1 else out
 
 
 def _webp_fits(image):
@@ -285,7 +260,7 @@ def raw_bytes(x, num_classes):
   """
   x = _validate(x, num_classes)
   if is_text(x, num_classes):
-    return _TEXT_TABLE[x.reshape(-1)].tobytes()
+    return text_lib.to_ascii(x)
   check(num_classes <= 65536, "num_classes %d > 65536 is not supported",
         num_classes)
   dtype = np.uint8 if num_classes <= 256 else np.dtype("<u2")
@@ -321,21 +296,6 @@ def compress(data, codec):
     if _zstd is None:
       return None
     return _zstd.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
-  raise UserError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
-
-
-def decompress(data, codec):
-  """Inverse of `compress` (for tests)."""
-  if codec == "gzip":
-    return gzip.decompress(data)
-  if codec == "bz2":
-    return bz2.decompress(data)
-  if codec == "xz":
-    return lzma.decompress(data)
-  if codec == "brotli":
-    return _brotli.decompress(data)
-  if codec == "zstd":
-    return _zstd.ZstdDecompressor().decompress(data)
   raise UserError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
 
 

@@ -1,10 +1,9 @@
-"""Image grids and text rendering of samples."""
-import math
-
+"""Image grids of samples, for viewing."""
 import numpy as np
 from PIL import Image
 
 from tf_ardm import atomic
+from tf_ardm.data import tiles
 
 
 def to_uint8(x, num_classes):
@@ -14,20 +13,15 @@ def to_uint8(x, num_classes):
 
 
 def grid(x, num_classes, scale=4, pad=1, cols=None):
-  """Tiles images [N, H, W, C] into one uint8 [rows*(H+pad), cols*(W+pad), C].
+  """Tiles images [N, H, W, C] with values in [0, K) into one uint8 picture.
 
-  `cols` defaults to ceil(sqrt(N)); each image is scaled up `scale` times.
+  The picture is [rows * (H + pad) + pad, cols * (W + pad) + pad, C] (see
+  `tf_ardm.data.tiles.mosaic`; cols defaults to ceil(sqrt(N))), with `pad`
+  white (255) pixels between and around the images, then scaled up `scale`
+  times in height and width.
   """
-  x = to_uint8(x, num_classes)
-  n, h, w, c = x.shape
-  cols = cols or int(math.ceil(math.sqrt(n)))
-  rows = int(math.ceil(n / cols))
-  out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
-  for i in range(n):
-    r, q = divmod(i, cols)
-    out[pad + r * (h + pad):pad + r * (h + pad) + h,
-        pad + q * (w + pad):pad + q * (w + pad) + w] = x[i]
-  return np.kron(out, np.ones((scale, scale, 1), np.uint8))
+  g = tiles.mosaic(to_uint8(x, num_classes), cols, fill=255, gap=pad)
+  return np.kron(g, np.ones((scale, scale, 1), np.uint8))
 
 
 def save_grid(path, x, num_classes, scale=4, cols=None):
