@@ -128,6 +128,8 @@ def budget_table(scorer, config, x, budgets, passes, batch_size=200, seed=0):
                                                            budgets)
   rows = []
   for budget, policy, cost in zip(budgets, optimal, predicted):
+    if budget == d:  # Sequential, as the servable: the DP may repeat tied entries.
+      policy = np.tile(np.arange(d, dtype=np.int32), [config.num_stages, 1])
     policy = policy[0] if config.num_stages == 1 else policy
     ours = -elbo_values(scorer, x, policy, passes, batch_size, seed)
     naive_policy = policies_lib.naive_policy(d, budget)

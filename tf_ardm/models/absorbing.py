@@ -30,6 +30,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_ardm import config as config_lib
+from tf_ardm.generation import masks
 from tf_ardm.generation import sampling
 from tf_ardm.models.ardm import LN2
 from tf_ardm.models.ardm import OAARDM
@@ -118,7 +119,7 @@ def generation_order(tau, seed):
   """
   shape = tf.shape(tau)
   batch, num_steps = shape[0], shape[1]
-  shuffle = tf.argsort(tf.random.stateless_uniform(shape, seed), axis=-1)
+  shuffle = masks.sample_sigma(batch, num_steps, seed)  # A uniform permutation.
   by_time = tf.argsort(-tf.gather(tau, shuffle, batch_dims=1), axis=-1, stable=True)
   order = tf.gather(shuffle, by_time, batch_dims=1)  # Position of each rank.
   sigma = tf.argsort(order, axis=-1)
