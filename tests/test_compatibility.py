@@ -1,0 +1,122 @@
+"""Every shipped export still loads and answers, and every stream written before still decodes.
+
+tests/fixtures/v1/ holds inputs and the .ardm files that the code of commit
+35361ba made of them (see its README.md). They must decode with the current
+code to exactly the original file (PNG: its pixels; NPY: its array and
+dtype; text: its bytes), and compressing the original again at the same
+budget must give the same bytes: the stream and container formats and the
+codec fingerprints are unchanged.
+"""
+import collections
+import os
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+import tensorflow_compression  # pylint: disable=unused-import  # The codec export's ops.
+
+import forked_cli
+from tf_ardm.coding import codec
+from tf_ardm.evaluation import likelihoods
+from tf_ardm.serving import servable
+
+from conftest import REPO  # pylint: disable=g-bad-import-order
+
+ZOO = os.path.join(REPO, "savedmodels")
+V1 = os.path.join(REPO, "tests", "fixtures", "v1")
+SHIPPED = sorted(name for name in os.listdir(ZOO)
+                 if os.path.isdir(os.path.join(ZOO, name, "serving")))
+# Decoding and loading the Upscale-4 model take a while.
+SLOW_MODELS = {"photos_upscale4"}
+
+Fixture = collections.namedtuple("Fixture", "name model budget")
+FIXTURES = [Fixture("digit0.png", "digits", 8), Fixture("digits_row.png", "digits", 16),
+            Fixture("digits3.npy", "digits", 8), Fixture("text.txt", "text", 16),
+            Fixture("photos2.png", "photos_upscale4", 4)]
+
+
+def _slow_if(values, slow):
+  return [pytest.param(v, marks=pytest.mark.slow) if slow(v) else v for v in values]
+
+
+def test_every_fixture_is_tested():
+  assert sorted(os.listdir(V1)) == sorted(
+      ["README.md"] + [f.name for f in FIXTURES] + [f.name + ".ardm" for f in FIXTURES])
+  assert {f.model for f in FIXTURES} == set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", _slow_if(SHIPPED, lambda name: name in SLOW_MODELS))
+def test_shipped_export_loads_and_answers(name):
+  root = os.path.join(ZOO, name)
+  serving = tf.saved_model.load(os.path.join(root, "serving", "1"))
+  assert "serving_default" in serving.signatures
+  functions, config = servable.load(root)
+  x = likelihoods.load_split(config, "test", limit=2)
+  bits = serving.log_prob(x=tf.constant(x), budget=tf.constant(1))["bits_per_dim"].numpy()
+  assert bits.shape == (2,) and np.all(np.isfinite(bits)) and np.all(bits > 0), bits
+  np.testing.assert_array_equal(
+      functions.log_prob(x=tf.constant(x), budget=tf.constant(1))["bits_per_dim"].numpy(), bits)
+  raw_codec = tf.saved_model.load(os.path.join(root, "codec"))
+  coder = codec.load(root)
+  assert coder.config == config
+  assert raw_codec.codec_info()["fingerprint"].numpy() == coder.fingerprint
+  assert len(coder.fingerprint) == 4
+  np.testing.assert_allclose(coder.exact_bits(x, 1) / config.num_steps, bits, rtol=1e-5)
+
+
+def _code_with_current_cli(fixtures, out):
+  """Decodes each fixture's .ardm and compresses its original again at its budget,
+  with the current command lines; returns the folder holding decoded/ and coded/."""
+  os.makedirs(os.path.join(out, "decoded"))
+  os.makedirs(os.path.join(out, "coded"))
+  cases = []
+  for f in fixtures:
+    model = f"--model={os.path.join(ZOO, f.model)}"
+    cases += [("decompress", [model, os.path.join(V1, f.name + ".ardm"),
+                              os.path.join(out, "decoded", f.name)]),
+              ("compress", [model, f"--budget={f.budget}", os.path.join(V1, f.name),
+                            os.path.join(out, "coded", f.name + ".ardm")])]
+  for (command, argv), (code, _, err) in zip(cases, forked_cli.run_many(cases)):
+    assert code == 0, (command, argv, err[-3000:])
+  return out
+
+
+@pytest.fixture(scope="module")
+def coded(tmp_path_factory):
+  """fixture -> the folder of its decoded and re-coded files; the fast fixtures
+  share one run of the command lines."""
+  runs = {}
+  fast = tuple(f for f in FIXTURES if f.model not in SLOW_MODELS)
+
+  def get(fixture):
+    group = fast if fixture in fast else (fixture,)
+    if group not in runs:
+      runs[group] = _code_with_current_cli(group, str(tmp_path_factory.mktemp("v1")))
+    return runs[group]
+  return get
+
+
+def _assert_same_file(path, original):
+  if original.endswith(".png"):
+    a, b = Image.open(path), Image.open(original)
+    assert a.mode == b.mode
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  elif original.endswith(".npy"):
+    a, b = np.load(path), np.load(original)
+    assert a.dtype == b.dtype
+    np.testing.assert_array_equal(a, b)
+  else:
+    with open(path, "rb") as f, open(original, "rb") as g:
+      assert f.read() == g.read()
+
+
+@pytest.mark.parametrize("fixture", _slow_if(FIXTURES, lambda f: f.model in SLOW_MODELS),
+                         ids=lambda f: f.name)
+def test_v1_stream_decodes_to_the_original_and_recodes_to_the_same_bytes(fixture, coded):
+  out = coded(fixture)
+  _assert_same_file(os.path.join(out, "decoded", fixture.name), os.path.join(V1, fixture.name))
+  with open(os.path.join(out, "coded", fixture.name + ".ardm"), "rb") as f:
+    recoded = f.read()
+  with open(os.path.join(V1, fixture.name + ".ardm"), "rb") as f:
+    assert recoded == f.read()
