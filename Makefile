@@ -20,7 +20,7 @@ $(STAMP): setup.py | $(PY)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m tf_ardm.demo
+	$(PY) -m tf_ardm.cli.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15 tests

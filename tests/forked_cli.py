@@ -1,16 +1,17 @@
-"""Runs many command lines of one tf_ardm command in forked processes.
+"""Runs many tf_ardm command lines in forked processes.
 
 A fresh `python -m tf_ardm.<command>` spends seconds importing TensorFlow;
-the bad-input tables run dozens of command lines. `run_many` starts one
-server process that imports TensorFlow and the library (never the command
-module itself, and no TF op runs in it), then forks one child per command
-line. Each child runs the command module as __main__, exactly as
-`python -m` would, with its own argv, exit status, stdout and stderr.
+the bad-input and --help tables run dozens of command lines. `run_many`
+starts one server process that imports TensorFlow and the whole package,
+the command layer tf_ardm.cli included (no TF op runs in it, and no flag is
+parsed), then forks one child per command line. Each child runs its module
+as __main__, exactly as `python -m` would, with its own argv, exit status,
+stdout and stderr. The modules the children run are not imported by the
+server, so that runpy finds them new, as `python -m` does.
 
-  python tests/forked_cli.py COMMAND CASES.json RESULTS.json
+  python tests/forked_cli.py CASES.json RESULTS.json
 """
 import importlib
-import importlib.util
 import json
 import os
 import pkgutil
@@ -22,28 +23,27 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_many(command, argvs, timeout=900):
-  """[(returncode, stdout, stderr)] of `python -m tf_ardm.<command> *argv` per argv."""
+def run_many(cases, timeout=900):
+  """[(returncode, stdout, stderr)] per case (command, argv): the result of
+  `python -m tf_ardm.<command> *argv` (command e.g. 'train' or 'cli.demo')."""
   with tempfile.TemporaryDirectory() as tmp:
-    cases, results = os.path.join(tmp, "cases.json"), os.path.join(tmp, "results.json")
-    with open(cases, "w") as f:
-      json.dump(argvs, f)
-    subprocess.run([sys.executable, os.path.abspath(__file__), command, cases, results],
+    cases_path, results = os.path.join(tmp, "cases.json"), os.path.join(tmp, "results.json")
+    with open(cases_path, "w") as f:
+      json.dump([[command, list(argv)] for command, argv in cases], f)
+    subprocess.run([sys.executable, os.path.abspath(__file__), cases_path, results],
                    cwd=REPO, check=True, timeout=timeout)
     with open(results) as f:
       return [tuple(r) for r in json.load(f)]
 
 
-def _preload():
-  """Imports TensorFlow and every tf_ardm module that does not use absl flags
-  (the commands and their flag modules define flags when a command runs)."""
+def _preload(skip):
+  """Imports tf_ardm.cli (before TensorFlow, as the entry points do), then
+  every module of the package except those named in `skip`."""
+  import tf_ardm.cli  # pylint: disable=g-import-not-at-top,unused-import
   import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
-  import tf_ardm  # pylint: disable=g-import-not-at-top
   for module in pkgutil.walk_packages(tf_ardm.__path__, "tf_ardm."):
-    spec = importlib.util.find_spec(module.name)
-    with open(spec.origin) as f:
-      if "from absl import flags" not in f.read():
-        importlib.import_module(module.name)
+    if module.name not in skip:
+      importlib.import_module(module.name)
 
 
 def _child(command, argv, out_path, err_path):
@@ -52,7 +52,7 @@ def _child(command, argv, out_path, err_path):
   with open(out_path, "w") as out, open(err_path, "w") as err:
     os.dup2(out.fileno(), 1)
     os.dup2(err.fileno(), 2)
-    sys.argv = [f"tf_ardm/{command}.py", *argv]
+    sys.argv = [os.path.join(REPO, "tf_ardm", *command.split(".")) + ".py", *argv]
     try:
       runpy.run_module(f"tf_ardm.{command}", run_name="__main__", alter_sys=True)
     except SystemExit as e:
@@ -66,16 +66,15 @@ def _child(command, argv, out_path, err_path):
   os._exit(code)  # pylint: disable=protected-access
 
 
-def _serve(command, cases_path, results_path):
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def _serve(cases_path, results_path):
   sys.path.insert(0, REPO)
-  _preload()
   with open(cases_path) as f:
-    argvs = json.load(f)
+    cases = json.load(f)
+  _preload({f"tf_ardm.{command}" for command, _ in cases})
   results = []
   with tempfile.TemporaryDirectory() as tmp:
     out_path, err_path = os.path.join(tmp, "out"), os.path.join(tmp, "err")
-    for argv in argvs:
+    for command, argv in cases:
       pid = os.fork()
       if pid == 0:
         _child(command, argv, out_path, err_path)

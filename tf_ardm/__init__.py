@@ -1,7 +1,7 @@
-"""tf_ardm: Autoregressive Diffusion Models (Hoogeboom et al., ICLR 2022) in TF/Keras."""
-import os
+"""tf_ardm: Autoregressive Diffusion Models (Hoogeboom et al., ICLR 2022) in TF/Keras.
 
-# Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+Importing the package changes no process-wide setting (environment, logging);
+only the commands (tf_ardm.cli) quiet TensorFlow.
+"""
 
 __version__ = "0.1.0"

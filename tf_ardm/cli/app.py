@@ -4,7 +4,7 @@
   * the command takes only its own flags (`tf_ardm.cli.flags.COMMANDS`):
     `--help` lists exactly those with the command's docstring, and any other
     flag of the package on its command line is an error (`--helpfull` still
-    lists every flag, TF's and absl's too);
+    lists every flag, TF's and absl's too; both exit with status 0);
   * `-v` means `--verbose`, and `--checkpoint` is the former name of
     `--model`;
   * a `UserError` (bad flags, a missing or corrupt file, bad input), a
@@ -12,7 +12,6 @@
     line `error: ...` and exits with status 2.
 """
 import os
-import re
 import sys
 
 from absl import app
@@ -21,6 +20,7 @@ from absl import logging
 import tensorflow as tf
 
 from tf_ardm.cli import flags as flags_lib
+from tf_ardm import errors
 from tf_ardm.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -32,26 +32,33 @@ def run(main, command):
   """Runs `main(argv)` as the command `command` (a key of flags_lib.COMMANDS)."""
   names = flags_lib.COMMANDS[command]
   module = sys.modules[main.__module__]
+  # absl files the key flags of a __main__ module under the script's path.
+  key = sys.argv[0] if module.__name__ == "__main__" else module.__name__
   for name in names:
-    FLAGS.register_key_flag_for_module(module.__name__, FLAGS[name])
+    FLAGS.register_key_flag_for_module(key, FLAGS[name])
+  program = _program(command)
 
   def guarded(argv):
     logging.set_verbosity(logging.INFO if FLAGS.verbose else logging.WARNING)
     try:
-      _check_flags_used(command, names)
+      _check_flags_used(program, names)
       return main(argv)
     except UserError as e:
       fail(str(e))
     except tf.errors.InvalidArgumentError as e:
       # Our graphs validate their inputs with assertions; report the reason.
-      fail(assertion_message(e))
+      fail(str(errors.from_tf_error(e)))
     except OSError as e:  # A file that can't be read or written.
       fail(f"{e.filename}: {e.strerror}" if e.filename else str(e))
 
   def parse(argv):
     argv = [_alias(a) for a in argv]
     if any(a in _HELP for a in argv[1:]):
-      print(_help(command, module))
+      print(_help(program, module, key))
+      sys.exit(0)
+    if "--helpfull" in argv[1:]:
+      print(f"{_doc(module)}\n\nevery flag, TensorFlow's and absl's too:\n"
+            f"{FLAGS.get_help()}")
       sys.exit(0)
     return _parse_flags(argv)
 
@@ -63,19 +70,30 @@ def _alias(arg):
   return _ALIASES[name] + eq + value if name in _ALIASES else arg
 
 
-def _help(command, module):
-  """The command's docstring and its own flags."""
-  flag_help = FLAGS.module_help(module.__name__).split("\n", 1)[-1]
-  return (f"{(module.__doc__ or '').strip()}\n\nflags of python -m tf_ardm.{command} "
+def _program(command):
+  """How the command was started: `python -m tf_ardm.<command>` (or tf_ardm.cli.demo)."""
+  spec = getattr(sys.modules["__main__"], "__spec__", None)
+  name = getattr(spec, "name", "")
+  return f"python -m {name if name.startswith('tf_ardm.') else 'tf_ardm.' + command}"
+
+
+def _help(program, module, key):
+  """The command's docstring and its own flags (the key flags of `key`)."""
+  flag_help = FLAGS.module_help(key).strip().split("\n", 1)[-1]  # Less "<module>:".
+  return (f"{_doc(module)}\n\nflags of {program} "
           f"(--helpfull lists TensorFlow's and absl's too):\n{flag_help}")
 
 
-def _check_flags_used(command, names):
+def _doc(module):
+  return (module.__doc__ or "").strip()
+
+
+def _check_flags_used(program, names):
   """UserError for a package flag given to a command that does not take it."""
   package = set().union(*flags_lib.COMMANDS.values())
   extra = sorted(n for n in package - set(names) if FLAGS[n].present)
   if extra:
-    raise UserError(f"python -m tf_ardm.{command} does not take "
+    raise UserError(f"{program} does not take "
                     f"{', '.join('--' + n for n in extra)}; see --help")
 
 
@@ -88,15 +106,6 @@ def _parse_flags(argv):
     return FLAGS(argv)
   except flags.Error as e:
     fail(str(e).replace("\n", " "))
-
-
-def assertion_message(error):
-  """The message of the failed tf.debugging assertion in an InvalidArgumentError."""
-  found = re.search(r"assertion failed: \[(.*?)\]", error.message, re.S)
-  if found:
-    return found.group(1)
-  lines = [line.strip() for line in error.message.splitlines() if line.strip()]
-  return lines[-1] if lines else "invalid argument"
 
 
 def fail(message):

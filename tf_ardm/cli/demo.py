@@ -29,16 +29,25 @@ FLAGS = flags.FLAGS
 CONFIG = "configs/digits.cfg"
 
 
+def paths(workdir):
+  """What the demo writes under `workdir`: the trained model, the export root
+  (as train writes it by default) and the PNG grid of samples."""
+  return dict(model=os.path.join(workdir, "model"), export=os.path.join(workdir, "export"),
+              samples=os.path.join(workdir, "samples.png"))
+
+
 def main(argv):
   del argv
   if not os.path.isfile(CONFIG):
     raise UserError(f"{CONFIG} not found; run the demo from the repository root")
   start = time.time()
-  subprocess.run([sys.executable, "-m", "tf_ardm.train", f"--flagfile={CONFIG}",
-                  f"--workdir={FLAGS.workdir}"] + ["-v"] * FLAGS.verbose, check=True)
+  train = subprocess.run([sys.executable, "-m", "tf_ardm.train", f"--flagfile={CONFIG}",
+                          f"--workdir={FLAGS.workdir}"] + ["-v"] * FLAGS.verbose)
+  if train.returncode:
+    sys.exit(train.returncode)  # train has printed why.
   train_minutes = (time.time() - start) / 60
-  export_dir = os.path.join(FLAGS.workdir, "export")
-  scorer, config = servable.load(export_dir)
+  out = paths(FLAGS.workdir)
+  scorer, config = servable.load(out["export"])
   data = datasets.load("digits")
   test, train = data.splits["test"], data.splits["train"]
   d = config.num_steps
@@ -46,8 +55,7 @@ def main(argv):
   nll = likelihoods.exact_nll(scorer, test, d)
   samples = scorer.sample(num=tf.constant(64), budget=tf.constant(d),
                           seed=tf.constant(0))["samples"].numpy()
-  grid_path = os.path.join(FLAGS.workdir, "samples.png")
-  images.save_grid(grid_path, samples, config.num_classes)
+  images.save_grid(out["samples"], samples, config.num_classes)
   rows = [(f"OA-ARDM negative ELBO ({FLAGS.passes} passes, s.e. {se:.3f})", elbo),
           (f"OA-ARDM exact NLL, fixed order ({d} calls)", nll)]
   rows += [row for row in baselines.table(test, data.num_classes, train)
@@ -55,8 +63,8 @@ def main(argv):
   print(f"\ndigits test set: {len(test)} images of 8x8, K = {data.num_classes}; "
         f"training took {train_minutes:.1f} min")
   print(baselines.format_table(rows, reference=elbo))
-  print(f"\nmodel: {FLAGS.workdir}/model\nexports: {export_dir}\nsamples: {grid_path}\n"
-        f"TensorBoard: tensorboard --logdir {FLAGS.workdir}/tensorboard")
+  print(f"\nmodel: {out['model']}\nexports: {out['export']}\nsamples: {out['samples']}\n"
+        f"TensorBoard: tensorboard --logdir {os.path.join(FLAGS.workdir, 'tensorboard')}")
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ from tf_ardm import errors
 from tf_ardm.cli import app
 from tf_ardm.cli import flags
 from tf_ardm.data import text as text_lib
+from tf_ardm.data import validation
 from tf_ardm.errors import UserError
 from tf_ardm.evaluation import images
+from tf_ardm.generation import policies
 from tf_ardm.serving import servable
 
 FLAGS = flags.FLAGS
@@ -58,19 +60,11 @@ def infill_mask(spec, x, config):
 
 
 def check_data(x, config):
-  """Refuses data of the wrong shape, dtype or value range."""
-  shape = tuple(config.shape)
-  if x.ndim == len(shape):
+  """--infill data as int32 [N, *shape] (one datapoint [*shape] is N = 1);
+  UserError for a wrong shape, dtype or value range."""
+  if x.ndim == len(config.shape):
     x = x[None]
-  if tuple(x.shape[1:]) != shape:
-    raise UserError(f"data has shape {x.shape[1:]} per datapoint; the model "
-                        f"expects {shape}")
-  if not np.issubdtype(x.dtype, np.integer):
-    raise UserError(f"data must be integers, got {x.dtype}")
-  if x.min() < 0 or x.max() >= config.num_classes:
-    raise UserError(f"data values must lie in [0, {config.num_classes}), got "
-                        f"[{x.min()}, {x.max()}]")
-  return x.astype(np.int32)
+  return validation.check_datapoints(x, config.shape, config.num_classes, "--infill")
 
 
 def write(path, x, config):
@@ -114,7 +108,9 @@ def main(argv):
           f"to {out_path}")
     if FLAGS.verbose:
       policy = scorer.policy(budget=tf.constant(budget)).numpy().tolist()
-      print(f"policy (left boundaries per stage): {policy}; "
+      kind = ("DP policy" if policies.is_tabulated(d, budget) else
+              f"naive policy (budget not tabulated for D > {policies.MAX_FULL_TABLE})")
+      print(f"{kind} (left boundaries per stage): {policy}; "
             f"{time.monotonic() - start:.2f} s")
     return
   x = check_data(infill, config)
