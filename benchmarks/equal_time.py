@@ -6,7 +6,18 @@ budget; one after the other, a run would get more or less CPU depending on
 what else happens meanwhile. Each run is `python -m tf_ardm.train` with its
 flagfile plus extra flags, one epoch (no evaluation pauses) and
 `--max_train_minutes` (the clock starts after the first, compiling, step).
+
+A library of the other benchmarks (steps_vs_bits.py, upscale.py), and a
+command of its own:
+
+  .venv/bin/python benchmarks/equal_time.py --minutes=5 --workdir=runs/equal \
+      oa=configs/digits.cfg wide=configs/digits.cfg:--channels=96
+
+trains each NAME=FLAGFILE[:EXTRA_FLAG...] for --minutes and prints the model
+directories and the steps each run took.
 """
+import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -36,3 +47,35 @@ def train(runs, workdir, minutes):
     if failed:
       raise SystemExit(f"training {name} failed, see {log.name}")
   return {name: os.path.join(run_dir, "model") for name, (run_dir, _, _) in procs.items()}
+
+
+def _parse_run(spec):
+  """NAME=FLAGFILE[:EXTRA_FLAG...] -> (name, (flagfile, [extra flags]))."""
+  name, sep, rest = spec.partition("=")
+  if not sep or not name or not rest:
+    raise argparse.ArgumentTypeError(f"{spec!r} is not NAME=FLAGFILE[:EXTRA_FLAG...]")
+  flagfile, *extra = rest.split(":")
+  return name, (flagfile, extra)
+
+
+def main():
+  parser = argparse.ArgumentParser(
+      description="Trains several configs concurrently for the same wall clock.")
+  parser.add_argument("runs", nargs="+", type=_parse_run,
+                      help="NAME=FLAGFILE[:EXTRA_FLAG...], e.g. oa=configs/digits.cfg")
+  parser.add_argument("--minutes", type=float, default=5.0,
+                      help="wall-clock training time of each run, after its first step")
+  parser.add_argument("--workdir", default="runs/equal_time", help="work directory")
+  args = parser.parse_args()
+  runs = dict(args.runs)
+  if len(runs) != len(args.runs):
+    parser.error("run names must differ")
+  os.makedirs(args.workdir, exist_ok=True)
+  for name, model_dir in train(runs, args.workdir, args.minutes).items():
+    with open(os.path.join(model_dir, "config.json")) as f:
+      steps = json.load(f)["trained_steps"]
+    print(f"{name}: {model_dir} ({steps} steps)")
+
+
+if __name__ == "__main__":
+  main()

@@ -18,9 +18,9 @@ from tensorflow.python.profiler import model_analyzer  # pylint: disable=g-direc
 from tensorflow.python.profiler import option_builder  # pylint: disable=g-direct-tensorflow-import
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tf_ardm.data import pipeline as input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.cli import flags as model_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf_ardm.cli import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.training import loop  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_integer("steps", 30, "Timed train steps per config.", lower_bound=1)
 flags.DEFINE_list("configs", ["configs/digits.cfg", "configs/text.cfg"], "Flagfiles.")
@@ -49,19 +49,20 @@ def step_flops(model, batch):
 
 
 def measure(flagfile, steps):
+  """(ModelConfig, batch size, seconds per step, FLOPs per step) of a flagfile's run."""
   FLAGS.unparse_flags()
-  FLAGS([sys.argv[0], f"--flagfile={flagfile}"])
+  FLAGS([sys.argv[0], f"--flagfile={flagfile}"])  # The command layer's flags read it.
   data = model_flags.load_data()
-  config = model_flags.config_from_flags(data)
-  model = train.build_model(config, tf.distribute.get_strategy())
-  ds = input_pipeline.train_dataset(data, FLAGS.batch_size)
+  config, train_config = model_flags.model_config(data), model_flags.train_config()
+  model = loop.build_model(config, train_config, tf.distribute.get_strategy())
+  ds = pipeline.train_dataset(data, train_config.batch_size, train_config.seed)
   batch = next(iter(ds))
   flops = step_flops(model, batch)
   model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # Compile and warm up.
   start = time.perf_counter()
   model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
   seconds = (time.perf_counter() - start) / steps
-  return config, FLAGS.batch_size, seconds, flops
+  return config, train_config.batch_size, seconds, flops
 
 
 def main(argv):

@@ -123,21 +123,22 @@ def test_atomic_directory_replaces_only_on_success(tmp_path):
 
 
 _WORKER = textwrap.dedent("""
+    import json
     import sys
     import numpy as np
-    from absl import flags
     sys.path.insert(0, "tests")
     from conftest import tiny_config
-    from tf_ardm import strategies, train
     from tf_ardm.data import datasets
-    workdir, out, strategy, *extra = sys.argv[1:]
-    flags.FLAGS(["train", "--batch_size=16", "--steps_per_epoch=3", "--train_steps=3",
-                 "--learning_rate=1e-3", "--ema_decay=0.9", "--sample_budget=4",
-                 "--eval_batch_size=360", "--jit_compile=false", f"--workdir={workdir}",
-                 *extra])
+    from tf_ardm.training import loop, strategies
+    from tf_ardm.training.config import TrainConfig
+    workdir, out, strategy, overrides = sys.argv[1:]
+    train_config = TrainConfig(batch_size=16, steps_per_epoch=3, train_steps=3,
+                               learning_rate=1e-3, ema_decay=0.9, sample_budget=4,
+                               eval_batch_size=360, jit_compile=False,
+                               **json.loads(overrides))
     strategy = strategies.build(strategy)
-    model = train.train(datasets.load("digits"), tiny_config(shape=(8, 8, 1), num_classes=17),
-                        workdir, strategy)
+    model = loop.train(datasets.load("digits"), tiny_config(shape=(8, 8, 1), num_classes=17),
+                       train_config, workdir, strategy)
     weights = model.network.weights + model.ema_network.weights
     np.savez(out, *[w.numpy() for w in weights], tracker=model.loss_tracker.ema.numpy(),
              count=model.loss_tracker.count.numpy())
@@ -145,19 +146,23 @@ _WORKER = textwrap.dedent("""
 """)
 
 
-def _train(tmp_path, name, strategy, *extra):
-  """Trains 3 steps of batch 16 in a fresh process; returns its npz."""
+def _train(tmp_path, name, strategy, **overrides):
+  """Trains 3 steps of batch 16 in a fresh process; returns its npz.
+
+  overrides: more TrainConfig fields.
+  """
   env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
   out = subprocess.run(
       [sys.executable, "-c", _WORKER, str(tmp_path / name), str(tmp_path / f"{name}.npz"),
-       strategy, *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+       strategy, json.dumps(overrides)],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   return np.load(tmp_path / f"{name}.npz")
 
 
 @pytest.mark.slow
 def test_deterministic_runs_give_bitwise_identical_weights(tmp_path):
-  a, b = (_train(tmp_path, name, "one_device", "--deterministic", "--seed=7")
+  a, b = (_train(tmp_path, name, "one_device", deterministic=True, seed=7)
           for name in ("a", "b"))
   assert len(a.files) > 10 and a["count"].sum() == 3 * 16  # 3 steps of 16.
   for name in a.files:
@@ -185,7 +190,7 @@ def test_two_workers_on_localhost_equal_one_process_over_the_global_batch(tmp_pa
           {"cluster": cluster, "task": {"type": "worker", "index": i}}))
       procs.append(subprocess.Popen(
           [sys.executable, "-c", _WORKER, str(tmp_path / "multi"),
-           str(tmp_path / f"worker{i}.npz"), "multi_worker"],
+           str(tmp_path / f"worker{i}.npz"), "multi_worker", "{}"],
           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     one = _train(tmp_path, "single", "one_device")
     for proc in procs:

@@ -1,22 +1,19 @@
 """Training: distribution equivalence, resume, loss tracker, learning."""
-import os
+import dataclasses
 import subprocess
 import sys
 import textwrap
 
-from absl import flags
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_config
-from tf_ardm.training import strategies
-from tf_ardm.cli import train as train_lib
+from conftest import REPO, tiny_config
 from tf_ardm.data import datasets
 from tf_ardm.models.loss_tracker import LossTracker
-
-FLAGS = flags.FLAGS
-from conftest import REPO  # pylint: disable=g-bad-import-order
+from tf_ardm.training import loop
+from tf_ardm.training import strategies
+from tf_ardm.training.config import TrainConfig
 
 
 def _sequential_ema(steps, losses, num_steps, momentum=0.95):
@@ -118,24 +115,23 @@ def test_mirrored_two_cpus_matches_one_device():
   assert "OK" in out.stdout
 
 
-def _tiny_flags(workdir, **overrides):
-  args = dict(dataset="digits", channels=16, num_res_blocks=1, batch_size=16,
-              steps_per_epoch=3, train_steps=6, learning_rate=1e-3, ema_decay=0.9,
-              sample_budget=4, jit_compile=False, workdir=workdir)
+def _tiny_train_config(**overrides):
+  args = dict(batch_size=16, steps_per_epoch=3, train_steps=6, learning_rate=1e-3,
+              ema_decay=0.9, sample_budget=4, jit_compile=False)
   args.update(overrides)
-  FLAGS.unparse_flags()
-  FLAGS(["train"] + [f"--{k}={v}" for k, v in args.items()])
+  return TrainConfig(**args)
 
 
 class _Probe(tf.keras.callbacks.Callback):
-  """Records the state at train begin (after BackupAndRestore restored it)."""
+  """Records the state at the first train begin (the backup restored)."""
 
   def __init__(self, stop_after_epoch=None):
     super().__init__()
     self.stop_after_epoch, self.state = stop_after_epoch, None
 
   def on_train_begin(self, logs=None):
-    self.state = _state(self.model)
+    if self.state is None:
+      self.state = _state(self.model)
 
   def on_epoch_end(self, epoch, logs=None):
     if epoch + 1 == self.stop_after_epoch:
@@ -154,16 +150,17 @@ def _state(model):
 @pytest.mark.slow
 def test_resume_restores_optimizer_ema_and_tracker(tmp_path):
   workdir = str(tmp_path / "run")
-  _tiny_flags(workdir)
+  train_config = _tiny_train_config()
   data = datasets.load("digits")
   config = tiny_config(shape=(8, 8, 1), num_classes=17)
   strategy = strategies.build("one_device")
   first = _Probe(stop_after_epoch=1)
   with pytest.raises(KeyboardInterrupt):
-    train_lib.train(data, config, workdir, strategy, extra_callbacks=[first])
+    loop.train(data, config, train_config, workdir, strategy, extra_callbacks=[first])
   assert first.end_state["step"] == 3 and first.end_state["count"].sum() == 3 * 16
   second = _Probe()
-  model = train_lib.train(data, config, workdir, strategy, extra_callbacks=[second])
+  model = loop.train(data, config, train_config, workdir, strategy,
+                     extra_callbacks=[second])
   restored = second.state
   assert restored["step"] == 3
   for a, b in zip(restored["ema"], first.end_state["ema"]):
@@ -172,13 +169,71 @@ def test_resume_restores_optimizer_ema_and_tracker(tmp_path):
   np.testing.assert_array_equal(restored["count"], first.end_state["count"])
   np.testing.assert_array_equal(restored["rng"], first.end_state["rng"])
   assert int(model.optimizer.iterations.numpy()) == 6
-  FLAGS.unparse_flags()
+
+
+def test_fit_calls_follow_the_epoch_grid_up_to_exactly_train_steps():
+  assert loop.fit_calls(0, 6, 3) == [(0, 2, 3)]
+  assert loop.fit_calls(3, 6, 3) == [(1, 2, 3)]
+  assert loop.fit_calls(0, 7, 3) == [(0, 2, 3), (2, 3, 1)]  # A shorter last epoch.
+  assert loop.fit_calls(4, 11, 3) == [(1, 2, 2), (2, 3, 3), (3, 4, 2)]
+  assert loop.fit_calls(4, 8, 3) == [(1, 3, 2)]  # Epochs 1 and 2 of 2 steps each.
+  assert loop.fit_calls(6, 6, 3) == loop.fit_calls(9, 6, 3) == []
+  for n in range(1, 5):
+    for train_steps in range(1, 13):
+      for step in range(train_steps + 1):
+        ranges = []  # (epoch, first step, end step) of every epoch the calls run.
+        at = step
+        for initial_epoch, epochs, steps_per_epoch in loop.fit_calls(step, train_steps, n):
+          for epoch in range(initial_epoch, epochs):
+            ranges.append((epoch, at, at + steps_per_epoch))
+            at += steps_per_epoch
+        assert ranges == [(e, max(step, e * n), min((e + 1) * n, train_steps))
+                          for e in range(step // n, -(-train_steps // n))
+                          if max(step, e * n) < min((e + 1) * n, train_steps)]
+
+
+class _EpochEnds(tf.keras.callbacks.Callback):
+  """Records (epoch, optimizer step) at every epoch end."""
+
+  def __init__(self):
+    super().__init__()
+    self.ends = []
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.ends.append((epoch, int(self.model.optimizer.iterations.numpy())))
+
+
+@pytest.mark.slow
+def test_resume_mid_epoch_continues_like_an_uninterrupted_run(tmp_path, capsys):
+  data = datasets.load("digits")
+  config = tiny_config(shape=(8, 8, 1), num_classes=17)
+  strategy = strategies.build("one_device")
+  train_config = _tiny_train_config(train_steps=7)  # Epochs: steps 0-2, 3-5 and 6.
+  # A time limit of 0 stops after the first step; its epoch ends with a backup.
+  stopped = loop.train(data, config, dataclasses.replace(train_config, max_train_minutes=0.0),
+                       str(tmp_path / "a"), strategy)
+  assert int(stopped.optimizer.iterations.numpy()) == 1
+  ends = _EpochEnds()
+  resumed = loop.train(data, config, train_config, str(tmp_path / "a"), strategy,
+                       extra_callbacks=[ends])
+  assert "resumed at step 1\n" in capsys.readouterr().out
+  assert ends.ends == [(0, 3), (1, 6), (2, 7)]  # Epoch 0 ends, then the rest of the grid.
+  whole = loop.train(data, config, train_config, str(tmp_path / "b"), strategy)
+  assert int(whole.optimizer.iterations.numpy()) == 7
+  # The same steps on the same batches: the state of an uninterrupted run.
+  np.testing.assert_array_equal(resumed.loss_tracker.count.numpy(),
+                                whole.loss_tracker.count.numpy())
+  np.testing.assert_allclose(resumed.loss_tracker.ema.numpy(), whole.loss_tracker.ema.numpy(),
+                             rtol=1e-5)
+  for a, b in zip(resumed.network.weights + resumed.ema_network.weights,
+                  whole.network.weights + whole.ema_network.weights):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=2e-4)
 
 
 @pytest.mark.slow
 def test_short_training_lowers_test_bits_per_dim(tmp_path):
-  _tiny_flags(str(tmp_path / "run"), steps_per_epoch=60, train_steps=180,
-              channels=32, batch_size=32, ema_decay=0.95, learning_rate=2e-3)
+  train_config = _tiny_train_config(steps_per_epoch=60, train_steps=180, batch_size=32,
+                                    ema_decay=0.95, learning_rate=2e-3)
   data = datasets.load("digits")
   config = tiny_config(shape=(8, 8, 1), num_classes=17)
   config.network_kwargs = dict(channels=32, num_res_blocks=1)
@@ -189,9 +244,8 @@ def test_short_training_lowers_test_bits_per_dim(tmp_path):
     return model.evaluate(tf.constant(data.splits["test"]), batch_size=120,
                           verbose=0, return_dict=True)["bpd"]
 
-  before = test_bpd(train_lib.build_model(config, strategy))
-  model = train_lib.train(data, config, str(tmp_path / "run"), strategy)
+  before = test_bpd(loop.build_model(config, train_config, strategy))
+  model = loop.train(data, config, train_config, str(tmp_path / "run"), strategy)
   after = test_bpd(model)
-  FLAGS.unparse_flags()
   assert before > 3.9  # About log2(17) = 4.09 at initialisation.
   assert after < before - 1.0, (before, after)

@@ -1,1 +1,1 @@
-"""Training: the loop as a function of its configs, callbacks, preemption, optimizers, strategies."""
+"""Training: the loop as a function of its configs; callbacks, preemption, optimizers."""

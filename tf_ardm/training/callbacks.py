@@ -23,7 +23,7 @@ class SummaryCallback(tf.keras.callbacks.Callback):
   def _samples(self, epoch):
     model = self.model
     d = model.num_steps
-    policy = policies.naive_policy_tf(d, min(self.sample_budget or d, d))
+    policy = policies.naive_policy(d, min(self.sample_budget or d, d))
     if self._sample_fn is None:
       self._sample_fn = tf.function(
           lambda p, s: sampling.sample(model.ema, self.num_samples, p, s))

@@ -5,8 +5,14 @@
 EMA weights, the per-step loss tracker, TensorBoard logs, sample summaries
 and a backup of the whole training state every `checkpoint_every` steps in
 <workdir>/backup. Re-running it on the same workdir resumes from the last
-backup. SIGTERM backs up at the end of the running step and raises
-`preemption.Preempted`.
+backup, at its step, with the batches an uninterrupted run would see there,
+and stops at exactly `train_steps`. SIGTERM backs up at the end of the
+running step and raises `preemption.Preempted`.
+
+Epoch e covers the optimizer steps [e * n, min((e + 1) * n, train_steps))
+of n = steps_per_epoch, also in a resumed run; `fit` runs once per stretch
+of equally long epochs (`fit_calls`): a run resumed mid-epoch first ends
+that epoch in a call of its own, and a shorter last epoch gets its own.
 """
 import os
 
@@ -36,6 +42,26 @@ def build_model(model_config, train_config, strategy):
   return model
 
 
+def fit_calls(step, train_steps, steps_per_epoch):
+  """The `fit` calls that train from optimizer step `step` to `train_steps`.
+
+  Returns:
+    a list of (initial_epoch, epochs, steps_per_epoch), `fit`'s arguments:
+    consecutive epochs of equal length share a call. E.g. from step 4 to 11
+    in epochs of 3: [(1, 2, 2), (2, 3, 3), (3, 4, 2)].
+  """
+  calls = []
+  while step < train_steps:
+    epoch = step // steps_per_epoch
+    length = min((epoch + 1) * steps_per_epoch, train_steps) - step
+    if calls and calls[-1][2] == length:
+      calls[-1][1] += 1
+    else:
+      calls.append([epoch, epoch + 1, length])
+    step += length
+  return [tuple(call) for call in calls]
+
+
 def train(data, model_config, train_config, workdir, strategy, extra_callbacks=()):
   """Trains (or resumes) in `workdir`; returns the trained model.
 
@@ -46,36 +72,45 @@ def train(data, model_config, train_config, workdir, strategy, extra_callbacks=(
     train_config: a `TrainConfig`.
     workdir: directory of the backups and TensorBoard logs.
     strategy: a tf.distribute strategy.
-    extra_callbacks: more Keras callbacks for `fit`.
+    extra_callbacks: more Keras callbacks for `fit` (they see one
+      on_train_begin/end per `fit` call, see `fit_calls`; the state is
+      already restored at the first).
 
   Raises:
     preemption.Preempted: on SIGTERM, after backing up.
-    UserError: when the loss became NaN.
+    UserError: when the loss became NaN, or the backup does not fit the model.
   """
   tf.keras.utils.set_random_seed(train_config.seed)  # Python, NumPy and TF seeds.
   if train_config.deterministic:
     tf.config.experimental.enable_op_determinism()
   model = build_model(model_config, train_config, strategy)
-  train_ds = pipeline.train_dataset(data, train_config.batch_size, train_config.seed,
-                                    train_config.augment)
+  backup = preemption.PreemptibleBackup(model, os.path.join(workdir, "backup"),
+                                        train_config.checkpoint_every)
   eval_split = "valid" if "valid" in data.splits else "test"
   eval_ds = pipeline.eval_dataset(data.splits[eval_split], train_config.eval_batch_size)
   tb = os.path.join(workdir, "tensorboard")
   limit = callbacks_lib.TimeLimit(train_config.max_train_minutes)
-  model.fit(
-      train_ds, epochs=train_config.epochs, steps_per_epoch=train_config.steps_per_epoch,
-      validation_data=eval_ds, verbose=1,
-      callbacks=[
-          preemption.PreemptibleBackup(os.path.join(workdir, "backup"),
-                                       train_config.checkpoint_every),
-          tf.keras.callbacks.TerminateOnNaN(),
-          tf.keras.callbacks.TensorBoard(
-              tb, update_freq=max(1, train_config.steps_per_epoch // 10)),
-          callbacks_lib.SummaryCallback(os.path.join(tb, "samples"),
-                                        sample_budget=train_config.sample_budget),
-          limit,
-          *extra_callbacks,
-      ])
+  callbacks = [
+      backup,
+      tf.keras.callbacks.TerminateOnNaN(),
+      tf.keras.callbacks.TensorBoard(
+          tb, update_freq=max(1, train_config.steps_per_epoch // 10)),
+      callbacks_lib.SummaryCallback(os.path.join(tb, "samples"),
+                                    sample_budget=train_config.sample_budget),
+      limit,
+      *extra_callbacks,
+  ]
+  with backup:  # SIGTERM is caught from here on, also while restoring.
+    start = backup.restore()
+    for initial_epoch, epochs, steps_per_epoch in fit_calls(
+        start, train_config.train_steps, train_config.steps_per_epoch):
+      train_ds = pipeline.train_dataset(data, train_config.batch_size, train_config.seed,
+                                        train_config.augment, start_step=backup.step())
+      model.fit(train_ds, initial_epoch=initial_epoch, epochs=epochs,
+                steps_per_epoch=steps_per_epoch, validation_data=eval_ds, verbose=1,
+                callbacks=callbacks)
+      if model.stop_training:  # The time limit, or a NaN loss.
+        break
   if not np.isfinite(model.loss_metric.result().numpy()):
     raise UserError("training stopped: the loss became NaN")
   logging.warning("trained %d steps in this run%s", limit.steps,
