@@ -26,11 +26,8 @@ def build(name, tpu=None):
       raise UserError(f"TF_CONFIG is not valid JSON: {e}") from None
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "one_device":
-    # A one-device MirroredStrategy, which behaves as OneDeviceStrategy
-    # (chosen when Keras' BackupAndRestore refused OneDeviceStrategy; kept so
-    # that runs and their backups stay as they were).
     gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy([gpus[0].name if gpus else "/cpu:0"])
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
   if name == "tpu":
     try:
       resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
