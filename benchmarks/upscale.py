@@ -41,7 +41,7 @@ def score(model, x, budgets, passes):
   """Full-budget ELBO and DP-policy ELBOs, bits/dim: (mean, se), [(mean, se)]."""
   config = model.config
   scorer = servable.Servable(model)
-  full = likelihoods.negative_elbo(scorer, x, likelihoods.stage_policy(
+  full = likelihoods.negative_elbo(scorer, x, likelihoods.every_stage(
       config, np.arange(config.num_steps)), passes, seed=1)
   at_budget = [likelihoods.negative_elbo(scorer, x, scorer.policy(budget=tf.constant(b)).numpy(),
                                          passes, seed=1) for b in budgets]

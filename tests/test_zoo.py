@@ -105,7 +105,7 @@ def _evaluate_default(name):
 def test_shipped_model_negative_elbo_matches_readme(name):
   elbo, se, _ = STATED[name]
   scorer, config, x = _shipped(name)
-  policy = likelihoods.stage_policy(config, np.arange(config.num_steps))
+  policy = likelihoods.every_stage(config, np.arange(config.num_steps))
   measured, measured_se = likelihoods.negative_elbo(
       scorer, x, policy, passes=_evaluate_default("passes"),
       batch_size=_evaluate_default("eval_batch_size"), seed=_evaluate_default("seed"))

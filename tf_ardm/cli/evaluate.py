@@ -39,7 +39,7 @@ def main(argv):
   x = likelihoods.load_split(config, FLAGS.split, FLAGS.data_dir, FLAGS.limit)
   d, batch, seed = config.num_steps, FLAGS.eval_batch_size, FLAGS.seed
   mean, se = likelihoods.negative_elbo(
-      scorer, x, likelihoods.stage_policy(config, np.arange(d)), FLAGS.passes, batch, seed)
+      scorer, x, likelihoods.every_stage(config, np.arange(d)), FLAGS.passes, batch, seed)
   unit = likelihoods.unit(config)
   stages = f", {config.num_stages} stages" if config.num_stages > 1 else ""
   print(f"{config.dataset} {FLAGS.split}: {len(x)} datapoints, D = {d}{stages}")

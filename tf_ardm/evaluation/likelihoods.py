@@ -24,7 +24,7 @@ def unit(config):
   return "bits/char" if config.kind == "text" else "bits/dim"
 
 
-def stage_policy(config, policy):
+def every_stage(config, policy):
   """A policy [k] as the model's policy input: [k] for OA, [S, k] for Upscale
   (the same policy in every stage)."""
   policy = np.asarray(policy, np.int32)
@@ -133,7 +133,7 @@ def budget_table(scorer, config, x, budgets, passes, batch_size=200, seed=0):
     policy = policy[0] if config.num_stages == 1 else policy
     ours = -elbo_values(scorer, x, policy, passes, batch_size, seed)
     naive_policy = policies_lib.naive_policy(d, budget)
-    naive = -elbo_values(scorer, x, stage_policy(config, naive_policy), passes,
+    naive = -elbo_values(scorer, x, every_stage(config, naive_policy), passes,
                          batch_size, seed)
     (mean, se), (naive_mean, naive_se) = mean_and_se(ours), mean_and_se(naive)
     rows.append(dict(budget=budget, policy=policy.tolist(), dp=mean, dp_se=se,

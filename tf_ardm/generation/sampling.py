@@ -85,7 +85,7 @@ def sample_with_policy(denoiser, x, sigma, policy, seed, stage=None, past=None):
   return tf.reshape(x, shape)
 
 
-def stage_policy(policy, stage):
+def policy_of_stage(policy, stage):
   """A stage's row of policies [S, k]; a policy [k] serves every stage."""
   policy = tf.convert_to_tensor(policy, tf.int32)
   return policy if policy.shape.rank == 1 else policy[stage]
@@ -102,6 +102,6 @@ def sample(denoiser, num, policy, seed):
   x = tf.fill(tf.concat([[num], denoiser.config.shape], 0), denoiser.config.absorbing)
   for s in range(stages):
     sigma = masks.sample_sigma(num, denoiser.num_steps, seed=seeds[2 * s])
-    x = sample_with_policy(denoiser, x, sigma, stage_policy(policy, s), seeds[2 * s + 1],
+    x = sample_with_policy(denoiser, x, sigma, policy_of_stage(policy, s), seeds[2 * s + 1],
                            stage=tf.fill([num], s), past=x)
   return x
