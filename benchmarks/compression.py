@@ -8,7 +8,7 @@ For each model (trained here in about a minute each unless --digits_model /
      their headers, and solid streams (one per max_solid datapoints) without
      and with their header (target <= 1.002);
   2. bits/dim per datapoint and for the whole set next to the classic
-     codecs of tf_ardm.baselines, measured in the same run;
+     codecs of tf_ardm.evaluation.baselines, measured in the same run;
   3. datapoints/s for encoding and decoding and network calls per datapoint;
   4. the share of entropy coding in the codec's time: the range coder ops
      alone on the same probabilities, timed against the whole codec

@@ -1,4 +1,4 @@
-"""Tests of the classic lossless-compression baselines (tf_ardm.baselines)."""
+"""Tests of the classic lossless-compression baselines (tf_ardm.evaluation.baselines)."""
 import bz2
 import gzip
 import io

@@ -1,10 +1,10 @@
 """Lossless compression with a trained ARDM (spec §5, spec/coding.md).
 
-`Codec` is the servable module (`tf_ardm.servable`) plus these tf.functions
+`Codec` is the servable module (`tf_ardm.serving.servable`) plus these tf.functions
 (x int32 with values in [0, K); budget int32 scalar in [1, D], the network
 calls per datapoint and stage, as for the servable's log_prob: an OA model
 has one stage, an Upscale model S; streams in the format of
-`tf_ardm.stream`):
+`tf_ardm.coding.stream`):
 
   compress(x [*shape], budget) -> stream string []
   decompress(stream []) -> x [*shape]
@@ -27,9 +27,9 @@ DP-optimal policy for the budget (`Servable._stage_policies`): one
 tf.while_loop over the S*k policy steps makes one network call per
 micro-batch and codes the step's group of positions (the same group for every
 datapoint, as sigma_s is shared) with one range coder op per bit level
-(`tf_ardm.coding`). A position's symbol is its choice among the A values the
+(`tf_ardm.coding.range_coder`). A position's symbol is its choice among the A values the
 stage can give it (the denoiser's `choice`: OA, the K classes; Upscale, the
-values that downscale to x_past, see `transitions.StageSpace`), coded with
+values that downscale to x_past, see `tf_ardm.models.upscale.StageSpace`), coded with
 the stage distribution restricted to them (`choice_probs`), so the stream
 comes within a fraction of a percent of the exact code length
 -log2 p(x | sigma, policies) (`Coder.exact_bits`). TFC's coder is first-in
@@ -323,7 +323,7 @@ def load(path, micro_batch=DEFAULT_MICRO_BATCH):
   """A `Coder` for a codec export or a trained model directory.
 
   path: a codec SavedModel, an export root holding one in `codec/`
-  (tf_ardm.exports), or a trained model directory (<workdir>/model), from
+  (tf_ardm.cli.exports), or a trained model directory (<workdir>/model), from
   which the codec is built in memory with `micro_batch`; an export brings
   its own.
   """
@@ -333,7 +333,7 @@ def load(path, micro_batch=DEFAULT_MICRO_BATCH):
     module, config = servable.load(path)
     if not hasattr(module, "decompress_solid"):
       raise UserError(f"{path} is a SavedModel without the codec functions; pass "
-                      "a codec export (tf_ardm.codec.export) or the trained model "
+                      "a codec export (tf_ardm.coding.codec.export) or the trained model "
                       "directory (<workdir>/model)")
     return Coder(module, config)
   if checkpoints.is_model_dir(path):

@@ -21,7 +21,7 @@ File layout (integers are LEB128 varints):
   ...    NPY: its dtype (numpy dtype.str, length-prefixed); text: 1 if a
          trailing newline was dropped, else 0
   ...    number of streams, then each stream's length and the stream: a
-         solid ARDM stream (tf_ardm.stream) of up to max_solid datapoints
+         solid ARDM stream (tf_ardm.coding.stream) of up to max_solid datapoints
 """
 import dataclasses
 import io

@@ -262,7 +262,7 @@ def resolve(export_dir):
   """The SavedModel directory of an export.
 
   `export_dir` is a SavedModel itself, or an export root written by
-  `tf_ardm.exports.write` whose latest `serving/<version>` is taken.
+  `tf_ardm.cli.exports.write` whose latest `serving/<version>` is taken.
   """
   serving = os.path.join(export_dir, "serving")
   if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")) and os.path.isdir(serving):
