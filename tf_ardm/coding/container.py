@@ -13,24 +13,34 @@ An input file becomes datapoints of the model's shape:
     [L] of token ids works too.
   * any model: an NPY [N, *shape] holds N datapoints as they are.
 
-File layout (integers are LEB128 varints):
+File layout, version 2 (integers are LEB128 varints):
   4      magic b"ARDM"
-  1      container version (1)
+  1      container version (2)
   1      kind: 1 PNG, 2 NPY, 3 text
   ...    rank, then the original dims (PNG [H, W, C], NPY its shape, text [L])
   ...    NPY: its dtype (numpy dtype.str, length-prefixed); text: 1 if a
          trailing newline was dropped, else 0
-  ...    number of streams, then each stream's length and the stream: a
-         solid ARDM stream (tf_ardm.coding.stream) of up to max_solid datapoints
+  1      the arithmetic id of the streams (tf_ardm.coding.stream.ARITHMETICS)
+  4      the model fingerprint of the streams (tf_ardm.coding.codec.fingerprint)
+  ...    number of streams, then each stream's length and the stream, in the
+         lean framing of tf_ardm.coding.stream (the model is identified once,
+         above)
+`unpack` checks the arithmetic id; whether the fingerprint is the model's
+is for the caller to check, with `check_model`. Version-1 files (full
+streams of the float arithmetic) are refused with a one-line pointer to the
+codec that reads them.
 """
 import dataclasses
 import io
+import math
 import os
+import re
 
 import numpy as np
 from PIL import Image
 
 from tf_ardm import atomic
+from tf_ardm.coding import stream
 from tf_ardm.coding import varint
 from tf_ardm.data import text as text_lib
 from tf_ardm.data import tiles
@@ -38,9 +48,10 @@ from tf_ardm.data import validation
 from tf_ardm.errors import UserError, check_writable
 
 MAGIC = b"ARDM"
-VERSION = 1
+VERSION = 2
 PNG, NPY, TEXT = 1, 2, 3
 _MAX_VARINT = 10  # Bytes of a varint up to 2^70.
+_DTYPE = re.compile(r"\|b1|[|<>][iu][1248]")  # NPY dtypes a container may name.
 _SPACE = int(text_lib.encode(" ")[0])  # Pads the last text chunk.
 
 
@@ -202,26 +213,43 @@ class _Reader:
     return value
 
 
-def pack(original, streams):
-  """The container bytes for an Original and its ARDM streams."""
+def pack(original, streams, fingerprint, arithmetic=stream.ARITHMETIC):
+  """The container bytes for an Original and its lean ARDM streams (bytes each).
+
+  fingerprint: the model's stream.FINGERPRINT_BYTES bytes; arithmetic: the
+  id (int in [0, 256)) of the arithmetic that made the streams.
+  """
+  if len(fingerprint) != stream.FINGERPRINT_BYTES or not 0 <= arithmetic < 256:
+    raise ValueError(f"bad model identity: fingerprint {fingerprint!r}, arithmetic "
+                     f"{arithmetic}")
   out = [MAGIC, bytes([VERSION, original.kind]), varint.encode(len(original.shape))]
   out += [varint.encode(int(d)) for d in original.shape]
   if original.kind == NPY:
     out += [varint.encode(len(original.dtype)), original.dtype.encode("ascii")]
   if original.kind == TEXT:
     out.append(bytes([int(original.newline)]))
-  out.append(varint.encode(len(streams)))
+  out += [bytes([arithmetic]), bytes(fingerprint), varint.encode(len(streams))]
   for data in streams:
     out += [varint.encode(len(data)), data]
   return b"".join(out)
 
 
 def unpack(data, path):
-  """(Original, streams) of container bytes; UserError when malformed."""
+  """(Original, fingerprint, streams) of container bytes; UserError when malformed.
+
+  fingerprint: the 4 bytes the file names its model by; streams: lean ARDM
+  streams (bytes). Raises UserError for a version-1 file and for streams of
+  an arithmetic other than stream.ARITHMETIC.
+  """
   reader = _Reader(data, path)
   if reader.take(4) != MAGIC:
     raise UserError(f"{path}: not an .ardm file (bad magic bytes)")
   version, kind = reader.take(2)
+  if version == 1:
+    raise UserError(f"{path}: a version-1 .ardm file: its streams are format 1, made with "
+                    "the float arithmetic, which decodes only on the TF build and device "
+                    f"kind that wrote it; this tool reads version {VERSION}; read it with "
+                    f"{stream.FORMAT_1_READER}")
   if version != VERSION:
     raise UserError(f"{path}: .ardm container version {version} is not supported "
                     f"(this tool reads version {VERSION})")
@@ -233,18 +261,27 @@ def unpack(data, path):
   original = Original(kind, tuple(reader.integer() for _ in range(rank)))
   if kind == NPY:
     original.dtype = reader.take(reader.integer()).decode("ascii", "replace")
-    try:
-      if not np.issubdtype(np.dtype(original.dtype), np.integer) and original.dtype != "|b1":
-        raise TypeError(original.dtype)
-    except TypeError as e:
-      raise UserError(f"{path}: corrupt .ardm file (dtype {original.dtype!r})") from e
+    # The dtype.str of an integer or bool array; np.dtype itself would parse
+    # (and may choke on) any string.
+    if not _DTYPE.fullmatch(original.dtype):
+      raise UserError(f"{path}: corrupt .ardm file (dtype {original.dtype!r})")
   if kind == TEXT:
     original.newline = bool(reader.take(1)[0])
+  arithmetic = reader.take(1)[0]
+  if arithmetic != stream.ARITHMETIC:
+    raise UserError(f"{path}: {stream.unknown_arithmetic(arithmetic)}")
+  fingerprint = reader.take(stream.FINGERPRINT_BYTES)
   streams = [reader.take(reader.integer()) for _ in range(reader.integer())]
   if reader.pos != len(data):
     raise UserError(f"{path}: corrupt .ardm file ({len(data) - reader.pos} bytes "
                     "after the last stream)")
-  return original, streams
+  return original, fingerprint, streams
+
+
+def check_model(fingerprint, expected, path):
+  """UserError unless a file's fingerprint (bytes) is the model's `expected`."""
+  if fingerprint != expected:
+    raise UserError(f"{path}: {stream.FOREIGN}")
 
 
 def check_count(original, config, count, path):
@@ -254,7 +291,7 @@ def check_count(original, config, count, path):
   if len(shape) == len(model) + 1 and shape[1:] == model:
     expected = shape[0]
   elif original.kind == TEXT or config.kind == "text":
-    expected = -(-int(np.prod(shape)) // model[0])
+    expected = -(-math.prod(shape) // model[0])  # Exact for any dims.
   else:
     expected = -(-shape[0] // model[0]) * -(-shape[1] // model[1]) if len(shape) >= 2 else -1
   if count != expected:
