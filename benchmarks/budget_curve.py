@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tf_ardm.data import datasets  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.evaluation import likelihoods  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.evaluation import images  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.data import text as text_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -36,7 +37,7 @@ FLAGS = flags.FLAGS
 
 def curve(name, path):
   scorer, config = servable.load(path)
-  x = likelihoods.load_split(config, "test")
+  x = datasets.split(config, "test")
   d = config.num_steps
   budgets = likelihoods.budget_list(["powers"], d)
   rows = likelihoods.budget_table(scorer, config, x, budgets, FLAGS.passes)

@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import equal_time  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.models import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.generation import dynamic_programming as dp  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.data import datasets  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.evaluation import likelihoods  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.evaluation import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.serving import servable  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -67,7 +68,7 @@ FLAGS = flags.FLAGS
 def score(model_dir):
   """(model, rows (method, k or T, calls, expected calls, bpd, se, predicted), N)."""
   model = checkpoints.restore(model_dir)
-  x = likelihoods.load_split(model.config, "test", limit=FLAGS.limit)
+  x = datasets.split(model.config, "test", limit=FLAGS.limit)
   scorer = servable.Servable(model)
   d = model.num_steps
   components = model.loss_tracker.loss_components().numpy()

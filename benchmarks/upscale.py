@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import equal_time  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.evaluation import baselines  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.models import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_ardm.data import datasets  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.evaluation import likelihoods  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tf_ardm.serving import servable  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -60,7 +61,7 @@ def main(argv):
   for name in names:
     model = checkpoints.restore(dirs[name])
     steps, seconds = model.trained_steps, 60 * minutes
-    test = likelihoods.load_split(model.config, "test")
+    test = datasets.split(model.config, "test")
     full, at_budget = score(model, test, budgets, passes)
     per_stage = np.reshape(model.loss_tracker.loss_components().numpy(),
                            [model.config.num_stages, -1]).sum(1)
@@ -85,7 +86,7 @@ def main(argv):
           + f"  (total {per_stage.sum():.3f})")
   best = min(r[4][0] for r in results)
   rows = [(f"{r[0]} ELBO, full budget", r[4][0]) for r in results]
-  train = likelihoods.load_split(model.config, "train")
+  train = datasets.split(model.config, "train")
   rows += [row for row in baselines.table(test, 256, train)
            if row[1] is not None]
   print("\n" + baselines.format_table(rows, reference=best))

@@ -18,6 +18,7 @@ import tensorflow_compression  # pylint: disable=unused-import  # The codec expo
 
 import forked_cli
 from tf_ardm.coding import codec
+from tf_ardm.data import datasets
 from tf_ardm.evaluation import likelihoods
 from tf_ardm.serving import servable
 
@@ -52,7 +53,7 @@ def test_shipped_export_loads_and_answers(name):
   serving = tf.saved_model.load(os.path.join(root, "serving", "1"))
   assert "serving_default" in serving.signatures
   functions, config = servable.load(root)
-  x = likelihoods.load_split(config, "test", limit=2)
+  x = datasets.split(config, "test", limit=2)
   bits = serving.log_prob(x=tf.constant(x), budget=tf.constant(1))["bits_per_dim"].numpy()
   assert bits.shape == (2,) and np.all(np.isfinite(bits)) and np.all(bits > 0), bits
   np.testing.assert_array_equal(

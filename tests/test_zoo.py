@@ -93,7 +93,7 @@ def test_zoo_table_parser_reads_both_column_names(tmp_path):
 def _shipped(name):
   """(servable functions, ModelConfig, test split int32 [N, *shape]) of a shipped model."""
   scorer, config = servable.load(os.path.join(ZOO, name))
-  return scorer, config, likelihoods.load_split(config, "test")
+  return scorer, config, datasets.split(config, "test")
 
 
 def _evaluate_default(name):

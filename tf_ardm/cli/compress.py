@@ -9,7 +9,10 @@ into the new directory OUT under mirrored names plus `.ardm`. Images (PNG,
 NPY) of any size are tiled into model-sized patches and text of any length is
 cut into model-sized chunks; see tf_ardm.coding.container for the accepted inputs
 and the file layout. Every file is one solid stream (one header for all its
-datapoints). Nothing is written on an error; the input is never modified.
+datapoints), in the lean framing: the file states the model's fingerprint
+and arithmetic once. The streams are exact integer arithmetic, so a file
+decodes on any machine and TF build with the same model. Nothing is written
+on an error; the input is never modified.
 
 -v prints per file the bytes and bits/dim, the model's exact code length
 under the same order and policy (-log2 p(x | sigma, policy)) and the network
@@ -36,11 +39,12 @@ def compress_all(coder, sources, budget):
   singles = [i for i, x in enumerate(sources) if len(x) == 1]
   if singles:
     batch = np.concatenate([sources[i] for i in singles])
-    for i, data in zip(singles, coder.compress_each(batch, budget)):
+    for i, data in zip(singles, coder.compress_each(batch, budget, lean=True)):
       streams[i] = [data]
   for i, x in enumerate(sources):
     if streams[i] is None:
-      streams[i] = [coder.compress(x[part], budget) for part in coder.parts(len(x))]
+      streams[i] = [coder.compress(x[part], budget, lean=True)
+                    for part in coder.parts(len(x))]
   return streams
 
 
@@ -56,7 +60,7 @@ def main(argv):
   budget = coder.check_budget(FLAGS.budget or min(coder.num_steps, 100))
   inputs = [container.read(src, coder.config, FLAGS.normalize) for src, _ in jobs]
   streams = compress_all(coder, [x for x, _ in inputs], budget)
-  outputs = {rel: container.pack(original, s)
+  outputs = {rel: container.pack(original, s, coder.fingerprint, coder.arithmetic)
              for (_, rel), (_, original), s in zip(jobs, inputs, streams)}
   container.commit(outputs, out_path)
   if FLAGS.verbose:
@@ -65,8 +69,8 @@ def main(argv):
       print(container.describe(src, int(np.prod(original.shape)), len(outputs[rel]),
                                sum(map(len, s)), exact, budget, coder.num_stages))
     print(f"total: {len(jobs)} file(s), {sum(map(len, outputs.values()))} bytes, "
-          f"{coder.calls} network calls (budget {budget}, micro-batches of "
-          f"{coder.micro_batch})")
+          f"{coder.calls} network calls (budget {budget}, batches of up to "
+          f"{coder.max_batch})")
 
 
 def run():

@@ -30,13 +30,14 @@ FLAGS = flags.FLAGS
 def decompress_all(coder, files):
   """Datapoints int32 [N_i, *shape] and stream headers per file.
 
-  files: [(name, Original, streams)]. Files of one single-datapoint stream
-  share batched calls.
+  files: [(name, Original, fingerprint, streams)] (lean streams). Files of
+  one single-datapoint stream share batched calls.
   """
   headers = []
-  for name, original, streams in files:
+  for name, original, fingerprint, streams in files:
+    container.check_model(fingerprint, coder.fingerprint, name)
     try:
-      header = [stream.read_header(s, coder.fingerprint) for s in streams]
+      header = [stream.read_header(s, coder.fingerprint, lean=True) for s in streams]
     except UserError as e:
       raise UserError(f"{name}: {e}") from None
     container.check_count(original, coder.config, sum(h.count for h in header), name)
@@ -44,16 +45,16 @@ def decompress_all(coder, files):
   out = [None] * len(files)
   singles = [i for i, h in enumerate(headers) if len(h) == 1 and h[0].count == 1]
   if singles:
-    x = coder.decompress_each([files[i][2][0] for i in singles],
-                              names=[files[i][0] for i in singles])
+    x = coder.decompress_each([files[i][3][0] for i in singles],
+                              names=[files[i][0] for i in singles], lean=True)
     for j, i in enumerate(singles):
       out[i] = x[j:j + 1]
-  for i, (name, _, streams) in enumerate(files):
+  for i, (name, _, _, streams) in enumerate(files):
     if out[i] is None:
       parts = []
       for data in streams:
         try:
-          parts.append(coder.decompress(data))
+          parts.append(coder.decompress(data, lean=True))
         except UserError as e:
           raise UserError(f"{name}: {e}") from None
       out[i] = np.concatenate(parts) if parts else np.zeros([0, *coder.shape], np.int32)
@@ -75,17 +76,17 @@ def main(argv):
   coder = codec.load(flags.model_path())
   data, headers = decompress_all(coder, files)
   outputs = {rel: container.rebuild(x, original, coder.config)
-             for (_, rel), (_, original, _), x in zip(jobs, files, data)}
+             for (_, rel), (_, original, _, _), x in zip(jobs, files, data)}
   container.commit(outputs, out_path)
   if FLAGS.verbose:
-    for (name, original, streams), x, header in zip(files, data, headers):
+    for (name, original, _, streams), x, header in zip(files, data, headers):
       budget = header[0].budget if header else 1
       print(container.describe(
           name, int(np.prod(original.shape)), os.path.getsize(name),
           sum(map(len, streams)), coder.exact_bits(x, budget).sum(), budget,
           coder.num_stages))
     print(f"total: {len(jobs)} file(s), {coder.calls} network calls "
-          f"(micro-batches of {coder.micro_batch})")
+          f"(batches of up to {coder.max_batch})")
 
 
 def run():

@@ -18,6 +18,7 @@ import numpy as np
 from tf_ardm import errors
 from tf_ardm.cli import app
 from tf_ardm.cli import flags
+from tf_ardm.data import datasets
 from tf_ardm.evaluation import likelihoods
 from tf_ardm.models import checkpoints
 from tf_ardm.serving import servable
@@ -36,7 +37,7 @@ def main(argv):
                  "--model=<workdir>/model, a trained model directory (then re-export)")
     errors.check_writable(model, "--model")
   scorer, config = servable.load(model)
-  x = likelihoods.load_split(config, FLAGS.split, FLAGS.data_dir, FLAGS.limit)
+  x = datasets.split(config, FLAGS.split, FLAGS.data_dir, FLAGS.limit)
   d, batch, seed = config.num_steps, FLAGS.eval_batch_size, FLAGS.seed
   mean, se = likelihoods.negative_elbo(
       scorer, x, likelihoods.every_stage(config, np.arange(d)), FLAGS.passes, batch, seed)

@@ -8,8 +8,12 @@ r"""Writes both exports of a trained model into an export root.
                           (compress/decompress and their batched and solid
                           variants); `import tensorflow_compression` first
 
---model must be a trained model directory (<workdir>/model). See
-tf_ardm.serving.servable and tf_ardm.coding.codec for the signatures.
+--model is a trained model directory (<workdir>/model), or an export
+(root or SavedModel) whose model is exported again, e.g. to write its codec
+in the current stream format. The codec's integer network is calibrated on
+the first training datapoints of the model's dataset (--data_dir where it
+needs one). See tf_ardm.serving.servable and tf_ardm.coding.codec for the
+signatures.
 """
 import time
 
@@ -18,18 +22,21 @@ from tf_ardm.cli import app
 from tf_ardm.cli import exports
 from tf_ardm.cli import flags
 from tf_ardm.models import checkpoints
+from tf_ardm.serving import servable
 
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  model_dir = flags.model_path("the trained model directory to export")
+  path = flags.model_path("the trained model directory (or export) to export")
   errors.check(FLAGS.export_dir, "give --export_dir, the export root to write")
   errors.check_writable(FLAGS.export_dir, "--export_dir")
   start = time.monotonic()
-  serving, codec_dir = exports.write(checkpoints.restore(model_dir), FLAGS.export_dir,
-                                     FLAGS.version, FLAGS.micro_batch)
+  model = (checkpoints.restore(path) if checkpoints.is_model_dir(path)
+           else servable.restore_model(path))
+  serving, codec_dir = exports.write(model, FLAGS.export_dir, FLAGS.version,
+                                     FLAGS.max_batch, FLAGS.data_dir)
   print(f"servable export: {serving}\ncodec export: {codec_dir}")
   if FLAGS.verbose:
     print(f"exported in {time.monotonic() - start:.1f} s")

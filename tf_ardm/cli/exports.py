@@ -12,7 +12,12 @@ from tf_ardm.coding import codec
 from tf_ardm.serving import servable
 
 
-def write(model, root, version=1, micro_batch=codec.DEFAULT_MICRO_BATCH):
-  """Writes the exports of `model` under `root`; returns their paths."""
+def write(model, root, version=1, max_batch=None, data_dir=None):
+  """Writes the exports of `model` under `root`; returns their paths.
+
+  The codec's integer network is calibrated on codec.calibration_data (the
+  first training datapoints, from data_dir where the dataset needs one).
+  """
+  calibration = codec.calibration_data(model.config, data_dir)
   serving = servable.export(model, os.path.join(root, "serving", str(version)))
-  return serving, codec.export(model, os.path.join(root, "codec"), micro_batch)
+  return serving, codec.export(model, os.path.join(root, "codec"), calibration, max_batch)

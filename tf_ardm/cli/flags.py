@@ -152,8 +152,9 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing OUT.")
 # --- Export ----------------------------------------------------------------------
 flags.DEFINE_integer("version", 1, "Servable version: <export_dir>/serving/<version>.",
                      lower_bound=1)
-flags.DEFINE_integer("micro_batch", 16, "Codec: datapoints per network call "
-                     "(a multiple of 16, or 1).", lower_bound=1)
+flags.DEFINE_integer("max_batch", None, "Codec: at most this many datapoints per "
+                     "network call (default: about 16384 positions' worth); streams do "
+                     "not depend on it.", lower_bound=1)
 
 flags.register_validator("channels", lambda c: c % 4 == 0,
                          "--channels must be a multiple of 4")
@@ -183,7 +184,7 @@ COMMANDS = {
     "sample": ["model", "budget", "num", "seed", "out", "infill", "known", "verbose"],
     "compress": ["model", "budget", "normalize", "overwrite", "verbose"],
     "decompress": ["model", "overwrite", "verbose"],
-    "export": ["model", "export_dir", "version", "micro_batch", "verbose"],
+    "export": ["model", "export_dir", "version", "max_batch", "data_dir", "verbose"],
     "demo": ["workdir", "passes", "verbose"],
 }
 

@@ -68,16 +68,21 @@ from tf_ardm import errors
 from tf_ardm.coding import crc
 from tf_ardm.coding import range_coder as coding
 from tf_ardm.coding import stream
+from tf_ardm.data import datasets
 from tf_ardm.data import validation
 from tf_ardm.errors import UserError
-from tf_ardm.generation import distributions
 from tf_ardm.generation import masks
 from tf_ardm.models import checkpoints
+from tf_ardm.networks import fixed_point
+from tf_ardm.networks import integer
 from tf_ardm.serving import servable
 
-DEFAULT_MICRO_BATCH = 16
-# Bounds the floats a step holds: probabilities and tree levels of all datapoints.
+# Calibration datapoints: the first ones of the training split.
+CALIBRATION_SIZE = 64
+# Bounds the values a step holds: frequencies and tree levels of all datapoints.
 _MAX_STEP_VALUES = 2**27
+# Bounds the positions of one network call (rows times D).
+_MAX_CALL_POSITIONS = 2**14
 
 
 def _value_bytes(num_classes):
@@ -85,49 +90,68 @@ def _value_bytes(num_classes):
   return 1 if num_classes <= 2**8 else 2 if num_classes <= 2**16 else 4
 
 
+def default_max_batch(num_steps):
+  """Datapoints per network call: _MAX_CALL_POSITIONS / D, in [1, 256]."""
+  return int(max(1, min(256, _MAX_CALL_POSITIONS // num_steps)))
+
+
 class Codec(servable.Servable):
   """The servable functions plus lossless compress/decompress (see module doc)."""
 
-  def __init__(self, model, micro_batch=DEFAULT_MICRO_BATCH):
-    if micro_batch != 1 and micro_batch % 16:
-      raise UserError(f"the micro-batch must be 1 or a multiple of 16, got {micro_batch}")
+  def __init__(self, model, calibration, max_batch=None):
     super().__init__(model)
     config = model.config
-    self.shape, self.micro_batch = list(config.shape), int(micro_batch)
-    self.absorbing = config.absorbing
+    self.shape = list(config.shape)
     d, a = self.num_steps, self.denoiser.num_choices
+    self.max_batch = int(max_batch or default_max_batch(d))
+    if self.max_batch < 1:
+      raise UserError(f"the codec's batch must be at least 1, got {self.max_batch}")
+    self.absorbing = config.absorbing
     self.max_solid = max(1, _MAX_STEP_VALUES // (d * (a + 2**coding.num_bits(a))))
     # Per stage, the position generated at each step: int32 [S, D].
     self.order = tf.constant(np.argsort(self.sigma.numpy(), axis=1).astype(np.int32))
-    self.fingerprint = fingerprint(self, micro_batch)
-    self.network_probs = tf.function(self._network_probs, jit_compile=True, input_signature=[
-        tf.TensorSpec([micro_batch, d], tf.int32), tf.TensorSpec([], tf.int32),
-        tf.TensorSpec([d], tf.int32), tf.TensorSpec([], tf.int32)])
+    self.integer = integer.quantize(self.denoiser.network,
+                                    *self._calibration_inputs(calibration))
+    self.fingerprint = fingerprint(self)
+    # Both network functions are exact and agree; `use_xla` picks one at run time.
+    self.use_xla = tf.Variable(True, trainable=False, name="use_xla")
+    network_spec = [tf.TensorSpec([None, d], tf.int32), tf.TensorSpec([], tf.int32),
+                    tf.TensorSpec([d], tf.int32), tf.TensorSpec([], tf.int32)]
+    self.network_frequencies_xla = tf.function(
+        self._network_frequencies, jit_compile=True, input_signature=network_spec)
+    self.network_frequencies_plain = tf.function(
+        self._network_frequencies, jit_compile=False, input_signature=network_spec)
     x_spec = tf.TensorSpec(self.shape, tf.int32, name="x")
     batch_spec = tf.TensorSpec([None, *self.shape], tf.int32, name="x")
     budget_spec = tf.TensorSpec([], tf.int32, name="budget")
     stream_spec = tf.TensorSpec([], tf.string, name="stream")
     streams_spec = tf.TensorSpec([None], tf.string, name="streams")
     solid_spec = tf.TensorSpec([], tf.bool, name="solid")
+    lean_spec = tf.TensorSpec([], tf.bool, name="lean")
     self.encode = tf.function(self._encode, input_signature=[
-        batch_spec, budget_spec, solid_spec])
-    self.decode = tf.function(self._decode, input_signature=[streams_spec, solid_spec])
+        batch_spec, budget_spec, solid_spec, lean_spec])
+    self.decode = tf.function(self._decode, input_signature=[
+        streams_spec, solid_spec, lean_spec])
+    self.code_length = tf.function(self._code_length, input_signature=[
+        batch_spec, budget_spec])
     # The public functions call `encode` and `decode`, which they then share.
-    self.compress = tf.function(lambda x, budget: self.encode(x[None], budget, False)[0],
+    full = tf.constant(False)
+    self.compress = tf.function(lambda x, budget: self.encode(x[None], budget, False, full)[0],
                                 input_signature=[x_spec, budget_spec])
-    self.decompress = tf.function(lambda s: self.decode(s[None], False)[0],
+    self.decompress = tf.function(lambda s: self.decode(s[None], False, full)[0],
                                   input_signature=[stream_spec])
-    self.compress_batch = tf.function(lambda x, budget: self.encode(x, budget, False),
+    self.compress_batch = tf.function(lambda x, budget: self.encode(x, budget, False, full),
                                       input_signature=[batch_spec, budget_spec])
-    self.decompress_batch = tf.function(lambda streams: self.decode(streams, False),
+    self.decompress_batch = tf.function(lambda streams: self.decode(streams, False, full),
                                         input_signature=[streams_spec])
-    self.compress_solid = tf.function(lambda x, budget: self.encode(x, budget, True)[0],
+    self.compress_solid = tf.function(lambda x, budget: self.encode(x, budget, True, full)[0],
                                       input_signature=[batch_spec, budget_spec])
-    self.decompress_solid = tf.function(lambda s: self.decode(s[None], True),
+    self.decompress_solid = tf.function(lambda s: self.decode(s[None], True, full),
                                         input_signature=[stream_spec])
     self.codec_info = tf.function(lambda: {
         "fingerprint": tf.constant(self.fingerprint),
-        "micro_batch": tf.constant(self.micro_batch),
+        "arithmetic": tf.constant(stream.ARITHMETIC),
+        "max_batch": tf.constant(self.max_batch),
         "max_solid": tf.constant(self.max_solid)}, input_signature=[])
 
   def signatures(self):
@@ -137,43 +161,73 @@ class Codec(servable.Servable):
             "compress_solid": self.compress_solid,
             "decompress_solid": self.decompress_solid, "codec_info": self.codec_info}
 
-  def _network_probs(self, x_in, t, known, stage):
-    """Choice probabilities float32 [m, D, A] of one micro-batch, under XLA.
+  def _network_inputs(self, x_in, t, known, stage):
+    """The network's (x_in [B, *shape], t [B], integer mask [B, *shape, M]).
+
+    x_in int32 [B, D]; t int32 [B], the step within the stage; known int
+    [B, D]; stage int32 [B]. As `Denoiser.logits` feeds the float network.
+    """
+    x_in = tf.reshape(x_in, [-1, *self.shape])
+    known = tf.cast(tf.reshape(known, tf.shape(x_in)), tf.float32)
+    t, mask = self.denoiser.conditioning(t, known, stage)
+    return x_in, t, tf.cast(mask, tf.int32)
+
+  def _calibration_inputs(self, x):
+    """Network inputs for calibration: datapoints x [N, *shape] at stages
+    0, 1, ... and steps spread over [0, D), known where sigma_stage < t."""
+    x = validation.check_datapoints(x, self.shape, self.num_classes)
+    n, d = len(x), self.num_steps
+    if n == 0:
+      raise UserError("the codec needs calibration datapoints")
+    stage = tf.constant(np.arange(n) % self.num_stages, tf.int32)
+    t = tf.constant((np.arange(n) * d) // n, tf.int32)
+    x = tf.reshape(tf.constant(x), [n, d])
+    x_future, x_past = self.denoiser.stage_inputs(x, stage)
+    known = tf.gather(self.sigma, stage) < t[:, None]
+    x_in = tf.where(known, x_future, x_past)
+    return [v.numpy() for v in self._network_inputs(x_in, t, known, stage)]
+
+  def _network_frequencies(self, x_in, t, known, stage):
+    """Choice frequencies int64 [m, D, A] of one batch of rows, exactly.
 
     x_in: int32 [m, D] network input in data order: x_future where known,
     x_past elsewhere; t: int32 scalar, the step within the stage; known:
-    int32 [D]; stage: int32 scalar. Compiled once per model (all shapes are
-    static).
+    int32 [D]; stage: int32 scalar. Integer arithmetic only
+    (tf_ardm.networks.integer), so XLA and plain TF agree to the bit.
     """
-    m = self.micro_batch
-    x_in = tf.reshape(x_in, [m, *self.shape])
+    m = tf.shape(x_in)[0]
     stage = tf.fill([m], stage)
-    logits = self.denoiser.logits(x_in, tf.fill([m], t), tf.tile(known[None], [m, 1]), stage)
-    probs = self.denoiser.choice_probs(logits, x_in, stage)
-    return tf.reshape(probs, [m, self.num_steps, self.denoiser.num_choices])
+    inputs = self._network_inputs(x_in, tf.fill([m], t), tf.tile(known[None], [m, 1]), stage)
+    logits = self.integer(*inputs)
+    freqs = self.denoiser.choice_frequencies(logits, inputs[0], stage, self.integer.softmax)
+    return tf.reshape(freqs, [m, self.num_steps, self.denoiser.num_choices])
 
-  def _step_probs(self, x_in, stage, left, right):
-    """Choice probabilities float32 [N, right - left, A] of a step's group.
+  def _step_frequencies(self, x_in, stage, left, right):
+    """Choice frequencies int64 [N, right - left, A] of a step's group.
 
     x_in: int32 [N, D] network input in data order (x_future at the positions
     with sigma_stage < left, x_past elsewhere); the group is the positions
-    with left <= sigma_stage < right, in generation order. The network runs
-    under XLA on micro-batches, one after the other: XLA's CPU kernels give
-    the same floats on every run, whereas TF 2.14's oneDNN kernels gave
-    different results (and crashed) inside these loops under CPU load.
+    with left <= sigma_stage < right, in generation order. The rows go
+    through the network max_batch at a time; the result of a row does not
+    depend on the others (exact arithmetic), so padding is harmless.
     """
-    n, d, m = tf.shape(x_in)[0], self.num_steps, self.micro_batch
+    n, d = tf.shape(x_in)[0], self.num_steps
+    m = tf.clip_by_value(n, 1, self.max_batch)
     known = tf.cast(self.sigma[stage] < left, tf.int32)
     chunks = tf.maximum((n + m - 1) // m, 1)  # One, all padding, when N = 0.
     x_in = tf.reshape(tf.pad(x_in, [[0, chunks * m - n], [0, 0]]), [chunks, m, d])
     positions = self.order[stage, left:right]
     a = self.denoiser.num_choices
-    probs = tf.map_fn(
-        lambda x_chunk: tf.gather(self.network_probs(x_chunk, left, known, stage),
-                                  positions, axis=1),
-        x_in, fn_output_signature=tf.TensorSpec([m, None, a], tf.float32),
-        parallel_iterations=1)
-    return tf.reshape(probs, [chunks * m, right - left, a])[:n]
+
+    def call(x_chunk):
+      freqs = tf.cond(self.use_xla,
+                      lambda: self.network_frequencies_xla(x_chunk, left, known, stage),
+                      lambda: self.network_frequencies_plain(x_chunk, left, known, stage))
+      return tf.gather(freqs, positions, axis=1)
+
+    freqs = tf.map_fn(call, x_in, fn_output_signature=tf.TensorSpec([None, None, a], tf.int64),
+                      parallel_iterations=1)
+    return tf.reshape(freqs, [chunks * m, right - left, a])[:n]
 
   def _steps(self, policies, body, state):
     """Runs body(stage, left, right, *state) -> state over the policy steps
@@ -201,20 +255,40 @@ class Codec(servable.Servable):
         [f"a solid stream holds at most {self.max_solid} datapoints of this model; "
          "count:", n])
 
-  def _encode(self, x, budget, solid):
+  def _step_symbols(self, x, stage, left, right):
+    """(symbols int32 [N, n], freqs int64 [N, n, A]) of data x int32 [N, D] at
+    the step that codes the positions left <= sigma_stage < right."""
+    stages = tf.fill([tf.shape(x)[0]], stage)
+    x_future, x_past = self.denoiser.stage_inputs(x, stages)
+    x_in = tf.where(self.sigma[stage] < left, x_future, x_past)
+    freqs = self._step_frequencies(x_in, stage, left, right)
+    positions = self.order[stage, left:right]
+    symbols = self.denoiser.choice(tf.gather(x_future, positions, axis=1),
+                                   tf.gather(x_past, positions, axis=1), stages)
+    return symbols, freqs
+
+  def _check_data(self, x):
+    return tf.debugging.Assert(tf.reduce_all((x >= 0) & (x < self.num_classes)), [
+        f"x must hold values 0 <= x < K = {self.num_classes}; min, max:",
+        tf.reduce_min(x), tf.reduce_max(x)])
+
+  def _build(self, budget, count, data_crc, payload, lean):
+    """Streams in the full framing, or the lean one where `lean` (bool scalar)."""
+    return tf.where(lean, stream.build(self.fingerprint, budget, count, data_crc, payload, True),
+                    stream.build(self.fingerprint, budget, count, data_crc, payload))
+
+  def _encode(self, x, budget, solid, lean):
     """x int32 [N, *shape] -> streams string [S]: S = 1 if solid, else N.
 
     A solid stream codes all N datapoints: at each step, the group of every
     datapoint in turn. Its handle is a single coder over [1, N * n] values.
+    lean: the lean framing (tf_ardm.coding.stream), else the full one.
     """
     n = tf.shape(x)[0]
     x = tf.reshape(x, [n, self.num_steps])
     num_streams = tf.where(solid, 1, n)
     checks = [
-        tf.debugging.Assert(tf.reduce_all((x >= 0) & (x < self.num_classes)), [
-            f"x must hold values 0 <= x < K = {self.num_classes}; min, max:",
-            tf.reduce_min(x), tf.reduce_max(x)]),
-        self._check_solid_size(tf.where(solid, n, 1)),
+        self._check_data(x), self._check_solid_size(tf.where(solid, n, 1)),
         # TFC writes a handle's first element even when there is none.
         tf.debugging.Assert(num_streams > 0, ["compress_batch needs at least one datapoint"])]
     with tf.control_dependencies(checks):
@@ -222,28 +296,44 @@ class Codec(servable.Servable):
       handle = coding.encoder(num_streams[None])
 
     def step(stage, left, right, handle):
-      stages = tf.fill([n], stage)
-      x_future, x_past = self.denoiser.stage_inputs(x, stages)
-      x_in = tf.where(self.sigma[stage] < left, x_future, x_past)
-      probs = self._step_probs(x_in, stage, left, right)
-      positions = self.order[stage, left:right]
-      symbols = self.denoiser.choice(tf.gather(x_future, positions, axis=1),
-                                     tf.gather(x_past, positions, axis=1), stages)
+      symbols, freqs = self._step_symbols(x, stage, left, right)
       return (coding.encode(handle, tf.reshape(symbols, [num_streams, -1]),
-                            tf.reshape(probs, [num_streams, -1, tf.shape(probs)[-1]])),)
+                            tf.reshape(freqs, [num_streams, -1, tf.shape(freqs)[-1]])),)
 
     handle, = self._steps(policies, step, (handle,))
     count = tf.fill([num_streams], tf.cast(tf.where(solid, n, 1), tf.int64))
-    return stream.build(self.fingerprint, budget, count, self._data_crc(x, num_streams),
-                        coding.finish_encoder(handle))
+    return self._build(budget, count, self._data_crc(x, num_streams),
+                       coding.finish_encoder(handle), lean)
 
-  def _decode(self, streams, solid):
+  def _code_length(self, x, budget):
+    """The integer model's code length in bits, float64 [N]: the sum over the
+    policy steps of -log2(f[symbol] / sum f) (what an ideal coder would
+    spend on the frequencies the streams use)."""
+    n = tf.shape(x)[0]
+    x = tf.reshape(x, [n, self.num_steps])
+    with tf.control_dependencies([self._check_data(x)]):
+      policies = self._stage_policies(budget)
+
+    def step(stage, left, right, bits):
+      symbols, freqs = self._step_symbols(x, stage, left, right)
+      freqs = tf.cast(freqs, tf.float64)
+      chosen = tf.gather(freqs, symbols, batch_dims=2)
+      total = tf.reduce_sum(freqs, -1)
+      return (bits + tf.reduce_sum(tf.math.log(total / chosen), -1) / np.log(2.0),)
+
+    bits, = self._steps(policies, step, (tf.zeros([n], tf.float64),))
+    return bits
+
+  def _decode(self, streams, solid, lean):
     """streams string [S] -> x int32 [N, *shape]; S = 1 and N = its count if
-    solid, else every stream holds one datapoint and N = S."""
+    solid, else every stream holds one datapoint and N = S. lean: the streams
+    are in the lean framing, else in the full one."""
     num_streams = tf.size(streams)
     with tf.control_dependencies([tf.debugging.Assert(num_streams > 0,
                                                       ["no streams to decode"])]):
-      fields = stream.parse(streams, self.fingerprint, self.num_steps)
+      fields = tf.cond(
+          lean, lambda: stream.parse(streams, self.fingerprint, self.num_steps, lean=True),
+          lambda: stream.parse(streams, self.fingerprint, self.num_steps))
     budget = tf.cast(fields["budget"][0], tf.int32)
     n = tf.cast(tf.where(solid, fields["count"][0], tf.cast(num_streams, tf.int64)),
                 tf.int32)
@@ -262,10 +352,10 @@ class Codec(servable.Servable):
 
     def step(stage, left, right, x, decoder, shadow):
       # x holds the stage's x_future where sigma_stage < left, x_past elsewhere.
-      probs = self._step_probs(x, stage, left, right)
-      probs = tf.reshape(probs, [num_streams, -1, tf.shape(probs)[-1]])
-      decoder, symbols = coding.decode(decoder, probs)
-      shadow = coding.encode(shadow, symbols, probs)
+      freqs = self._step_frequencies(x, stage, left, right)
+      freqs = tf.reshape(freqs, [num_streams, -1, tf.shape(freqs)[-1]])
+      decoder, symbols = coding.decode(decoder, freqs)
+      shadow = coding.encode(shadow, symbols, freqs)
       x_past = tf.gather(x, self.order[stage, left:right], axis=1)
       values = self.denoiser.chosen_value(tf.reshape(symbols, [n, right - left]), x_past,
                                           tf.fill([n], stage))
@@ -279,12 +369,11 @@ class Codec(servable.Servable):
 
     x, decoder, shadow = self._steps(policies, step, (x, decoder, shadow))
     data_crc = self._data_crc(x, num_streams)
-    rebuilt = stream.build(self.fingerprint, budget, fields["count"], data_crc,
-                           coding.finish_encoder(shadow))
+    rebuilt = self._build(budget, fields["count"], data_crc, coding.finish_encoder(shadow),
+                          lean)
     checks = [stream.assert_all(
         tf.equal(data_crc, fields["crc"]),
-        "CRC mismatch: the stream is corrupted, or was made with another model "
-        "or on hardware whose arithmetic differs")]
+        "CRC mismatch: the stream is corrupted or was made with another model")]
     with tf.control_dependencies(checks):
       checks.append(stream.assert_all(
           tf.equal(rebuilt, streams) & coding.finish_decoder(decoder),
@@ -293,39 +382,49 @@ class Codec(servable.Servable):
       return tf.reshape(x, [n, *self.shape])
 
 
-def fingerprint(codec, micro_batch):
-  """4 bytes of SHA-256 over everything that decides the decoded data.
+def fingerprint(codec):
+  """4 bytes of SHA-256 over everything that decides the coded data.
 
   That is the config (with an Upscale model's transition and
-  parametrization), the coding settings, the orders and policy tables of all
-  stages and the EMA weights.
+  parametrization), the stream format and arithmetic, the coder's precision,
+  the orders and policy tables of all stages and every array of the integer
+  network (weights, biases, exponents, tables); not the float weights, which
+  the coding path never reads.
   """
   digest = hashlib.sha256(json.dumps({
-      "format": stream.VERSION, "precision": coding.PRECISION,
-      "epsilon": distributions.EPSILON, "micro_batch": int(micro_batch), "network": "xla",
+      "format": stream.VERSION, "arithmetic": stream.ARITHMETIC,
+      "precision": coding.PRECISION,
       "config": json.loads(codec.config_json.numpy().decode())}, sort_keys=True).encode())
-  for value in [codec.sigma, codec.budgets, codec.policy_table,
-                *codec.denoiser.network.weights]:
-    digest.update(np.ascontiguousarray(value.numpy()).tobytes())
+  for value in [codec.sigma.numpy(), codec.budgets.numpy(), codec.policy_table.numpy(),
+                *codec.integer.arrays()]:
+    digest.update(np.ascontiguousarray(value).tobytes())
   return digest.digest()[:stream.FINGERPRINT_BYTES]
 
 
-def export(model, export_dir, micro_batch=DEFAULT_MICRO_BATCH):
+def calibration_data(config, data_dir=None):
+  """The calibration datapoints of a model: the first CALIBRATION_SIZE of the
+  training split of its dataset, int32 [N, *shape]."""
+  return datasets.split(config, "train", data_dir, CALIBRATION_SIZE)
+
+
+def export(model, export_dir, calibration, max_batch=None):
   """Writes the codec SavedModel of `model` to export_dir, atomically.
 
-  Load it with `load`, or with tf.saved_model.load after
-  `import tensorflow_compression` (which registers the range coder ops).
+  calibration: int32 [N, *shape] datapoints (`calibration_data`). Load it
+  with `load`, or with tf.saved_model.load after `import
+  tensorflow_compression` (which registers the range coder ops).
   """
-  return servable.save(Codec(model, micro_batch), export_dir)
+  return servable.save(Codec(model, calibration, max_batch), export_dir)
 
 
-def load(path, micro_batch=DEFAULT_MICRO_BATCH):
+def load(path, max_batch=None):
   """A `Coder` for a codec export or a trained model directory.
 
   path: a codec SavedModel, an export root holding one in `codec/`
   (tf_ardm.cli.exports), or a trained model directory (<workdir>/model), from
-  which the codec is built in memory with `micro_batch`; an export brings
-  its own.
+  which the codec is built in memory (calibrated on `calibration_data`, with
+  `max_batch`); an export brings its own. Streams decode with any build of
+  the same integer model: the export, or the same model directory.
   """
   if os.path.isfile(os.path.join(path, "codec", "saved_model.pb")):
     path = os.path.join(path, "codec")
@@ -335,10 +434,15 @@ def load(path, micro_batch=DEFAULT_MICRO_BATCH):
       raise UserError(f"{path} is a SavedModel without the codec functions; pass "
                       "a codec export (tf_ardm.coding.codec.export) or the trained model "
                       "directory (<workdir>/model)")
+    if not hasattr(module, "code_length"):
+      raise UserError(f"{path} is a codec export of stream format 1 (float arithmetic); "
+                      f"this codec writes format {stream.VERSION}: export the model again "
+                      "(python -m tf_ardm.export), or read its streams with " +
+                      stream.FORMAT_1_READER)
     return Coder(module, config)
   if checkpoints.is_model_dir(path):
     model = checkpoints.restore(path)
-    return Coder(Codec(model, micro_batch), model.config)
+    return Coder(Codec(model, calibration_data(model.config), max_batch), model.config)
   raise UserError(f"{path} is neither a codec export (saved_model.pb, or codec/ of an "
                   f"export root) nor a trained model directory ({checkpoints.CONFIG})")
 
@@ -347,10 +451,12 @@ class Coder:
   """Numpy data and bytes over a Codec or its loaded export.
 
   Data are integer arrays [N, *shape] with values in [0, K); a budget is the
-  network calls per datapoint and stage, in [1, D]. Invalid input and
+  network calls per datapoint and stage, in [1, D]. Streams are in the full
+  framing of tf_ardm.coding.stream, or with `lean=True` in the lean one
+  (the caller then knows the model: `fingerprint`). Invalid input and
   invalid streams raise UserError, before any network call for input.
-  `calls` counts the network calls made (micro-batches times budget times
-  the number of stages S).
+  `calls` counts the network calls made (batches of at most max_batch
+  datapoints, times budget, times the number of stages S).
   """
 
   def __init__(self, module, config):
@@ -359,7 +465,8 @@ class Coder:
     self.num_stages = config.num_stages
     info = module.codec_info()
     self.fingerprint = info["fingerprint"].numpy()
-    self.micro_batch = int(info["micro_batch"])
+    self.arithmetic = int(info["arithmetic"])
+    self.max_batch = int(info["max_batch"])
     self.max_solid = int(info["max_solid"])
     self.calls = 0  # Network calls made by compress* and decompress*.
 
@@ -373,6 +480,13 @@ class Coder:
       raise UserError(f"the budget must lie in [1, D = {self.num_steps}], got {budget}")
     return int(budget)
 
+  def set_xla(self, enabled):
+    """Runs the integer network under XLA (the default) or as plain TF ops.
+
+    Both give the same frequencies to the bit; this only changes speed.
+    """
+    self.module.use_xla.assign(bool(enabled))
+
   def _run(self, fn, *args, names=None):
     try:
       return fn(*args)
@@ -382,41 +496,38 @@ class Coder:
   def _code(self, fn, n, budget, *args, names=None):
     """Runs a coding function on n datapoints, counting its network calls."""
     out = self._run(fn, *args, names=names).numpy()
-    self.calls += self.num_stages * budget * -(-n // self.micro_batch)
+    self.calls += self.num_stages * budget * -(-n // self.max_batch)
     return out
 
   def parts(self, n):
     """Slices of n datapoints, one per call or solid stream: at most
-    max_solid datapoints each, whole micro-batches where possible."""
-    size = self.max_solid
-    if size >= self.micro_batch:
-      size -= size % self.micro_batch
-    return [slice(i, i + size) for i in range(0, n, size)]
+    max_solid datapoints each."""
+    return [slice(i, i + self.max_solid) for i in range(0, n, self.max_solid)]
 
-  def compress(self, x, budget):
+  def compress(self, x, budget, lean=False):
     """One solid stream (bytes) for x [N, *shape], N <= max_solid."""
     x, budget = self.check_data(x), self.check_budget(budget)
     if len(x) > self.max_solid:
       raise UserError(f"a solid stream holds at most {self.max_solid} datapoints, "
                       f"got {len(x)}")
-    return self._code(self.module.compress_solid, len(x), budget, x, budget)
+    return self._code(self.module.encode, len(x), budget, x, budget, True, lean)[0]
 
-  def decompress(self, data):
+  def decompress(self, data, lean=False):
     """The data int32 [N, *shape] of one solid (or single) stream."""
-    header = stream.read_header(data, self.fingerprint)
-    return self._code(self.module.decompress_solid, header.count, header.budget,
-                      tf.constant(data, tf.string), names=[None])
+    header = stream.read_header(data, self.fingerprint, lean)
+    return self._code(self.module.decode, header.count, header.budget,
+                      tf.constant([data], tf.string), True, lean, names=[None])
 
-  def compress_each(self, x, budget):
+  def compress_each(self, x, budget, lean=False):
     """One stream (bytes) per datapoint of x [N, *shape]."""
     x, budget = self.check_data(x), self.check_budget(budget)
     out = []
     for part in self.parts(len(x)):
-      out += list(self._code(self.module.compress_batch, len(x[part]), budget,
-                             x[part], budget))
+      out += list(self._code(self.module.encode, len(x[part]), budget, x[part], budget,
+                             False, lean))
     return out
 
-  def decompress_each(self, streams, names=None):
+  def decompress_each(self, streams, names=None, lean=False):
     """x int32 [N, *shape] from single-datapoint streams (any budgets).
 
     names[i] names stream i in error messages (default 'stream i').
@@ -426,23 +537,31 @@ class Coder:
     groups = {}
     for i, data in enumerate(streams):
       try:
-        header = stream.read_header(data, self.fingerprint)
+        header = stream.read_header(data, self.fingerprint, lean)
       except UserError as e:
         raise UserError(f"{names[i]}: {e}") from None
       groups.setdefault(header.budget, []).append(i)
     for budget, ids in groups.items():
       for part in self.parts(len(ids)):
         batch = ids[part]
-        x[batch] = self._code(self.module.decompress_batch, len(batch), budget,
-                              tf.constant([streams[i] for i in batch], tf.string),
-                              names=[names[i] for i in batch])
+        x[batch] = self._code(self.module.decode, len(batch), budget,
+                              tf.constant([streams[i] for i in batch], tf.string), False,
+                              lean, names=[names[i] for i in batch])
     return x
 
   def exact_bits(self, x, budget):
-    """The model's exact code length in bits, float64 [N], for the same
+    """The float model's exact code length in bits, float64 [N], for the same
     orders and policies: -log2 p(x | sigma, policy(budget)), summed over the
     stages of an Upscale model (the servable's log_prob times D)."""
     x, budget = self.check_data(x), self.check_budget(budget)
     bits = [self._run(self.module.log_prob, x[part], budget)["bits_per_dim"].numpy()
             for part in self.parts(len(x))]
     return np.concatenate(bits or [np.zeros([0])]).astype(np.float64) * self.num_steps
+
+  def integer_bits(self, x, budget):
+    """The integer model's code length in bits, float64 [N]: what the
+    streams' payloads approach (Codec.code_length)."""
+    x, budget = self.check_data(x), self.check_budget(budget)
+    bits = [self._run(self.module.code_length, x[part], budget).numpy()
+            for part in self.parts(len(x))]
+    return np.concatenate(bits or [np.zeros([0])]).astype(np.float64)

@@ -7,11 +7,13 @@ heap order: the root is node 0 and the children of node v are 2v+1 (bit 0)
 and 2v+2 (bit 1), so the node at depth l below the prefix p (the first l
 bits, as an integer) is 2^l - 1 + p.
 
+The classes come with integer frequencies f[k] >= 0 (the integer
+networks' `choice_frequencies`; 0 only for impossible classes).
 P(bit = 0 at node v) = mass(left subtree) / mass(v) is quantized to one of
-the 2^16 - 1 levels c / 2^16, c = clip(round(P * 2^16), 1, 2^16 - 1): every
-probability that TFC's 16-bit coder can represent (see
-benchmarks/coding_levels.py for the measurement against 4096 uniform or
-logit-spaced levels). A node whose right subtree holds no class (K not a power
+the 2^16 - 1 levels c / 2^16, c = clip(round(P * 2^16), 1, 2^16 - 1), with
+integer division rounding half up: every probability that TFC's 16-bit coder
+can represent (see benchmarks/coding_levels.py for the measurement against
+4096 uniform or logit-spaced levels). A node whose right subtree holds no class (K not a power
 of two) uses the extra row CERTAIN: bit 0 with probability 1, coded in zero
 bits, which also keeps a decoder of garbage input inside [0, K).
 
@@ -19,9 +21,8 @@ The lookup table is fixed, so one range coder handle serves a whole stream:
 `encode`/`decode` code a group of symbols [B, n] for B streams (handle [B])
 or for one stream (handle []) with one TFC op per bit level, inside
 tf.function and tf.while_loop alike (handles are variant tensors).
-All arithmetic after the probabilities is exact IEEE float32 (sums, one
-division, scaling by 2^16, rounding), so the levels depend only on the
-probabilities, never on batch size or layout.
+All arithmetic is int64 (sums below 2^40, one division), so the levels
+depend only on the frequencies, on every device and at every batch size.
 """
 import math
 
@@ -60,23 +61,23 @@ def _certain_nodes(num_classes):
   return np.concatenate(certain)
 
 
-def node_levels(probs):
+def node_levels(freqs):
   """Table rows of every decision node, int32 [..., 2^NB - 1].
 
   Args:
-    probs: float32 [..., K] class probabilities (each row summing to ~1).
+    freqs: int64 [..., K] class frequencies >= 0, each row's sum below 2^40.
   """
-  num_classes = probs.shape[-1]
+  num_classes = freqs.shape[-1]
   nb = num_bits(num_classes)
-  pad = tf.zeros(tf.concat([tf.shape(probs)[:-1], [2**nb - num_classes]], 0))
-  mass = tf.concat([tf.cast(probs, tf.float32), pad], -1)
+  pad = tf.zeros(tf.concat([tf.shape(freqs)[:-1], [2**nb - num_classes]], 0), tf.int64)
+  mass = tf.concat([tf.cast(freqs, tf.int64), pad], -1)
   levels = []
   for _ in range(nb):
     left, right = mass[..., 0::2], mass[..., 1::2]
     mass = left + right
-    ratio = tf.math.divide_no_nan(left * float(SCALE), mass)
-    levels.insert(0, tf.cast(tf.clip_by_value(tf.round(ratio), 1.0, SCALE - 1.0),
-                             tf.int32) - 1)
+    # round(left 2^16 / mass), half up; a node without mass gets level 1.
+    ratio = tf.math.floordiv(2 * SCALE * left + mass, tf.maximum(2 * mass, 1))
+    levels.insert(0, tf.cast(tf.clip_by_value(ratio, 1, SCALE - 1), tf.int32) - 1)
   levels = tf.concat(levels, -1)
   return tf.where(_certain_nodes(num_classes), CERTAIN, levels)
 
@@ -87,14 +88,14 @@ def _row(levels, prefix, depth):
   return tf.gather(levels, node, batch_dims=prefix.shape.rank)
 
 
-def encode(handle, symbols, probs):
-  """Appends symbols int32 [B, n] in [0, K) with probs [B, n, K] to `handle`.
+def encode(handle, symbols, freqs):
+  """Appends symbols int32 [B, n] in [0, K) with freqs int64 [B, n, K] to `handle`.
 
   handle: range encoder handle [B] (one stream per row) or [] (one stream).
   Returns the new handle.
   """
-  levels = node_levels(probs)
-  nb = num_bits(probs.shape[-1])
+  levels = node_levels(freqs)
+  nb = num_bits(freqs.shape[-1])
   for depth in range(nb):
     prefix = tf.bitwise.right_shift(symbols, nb - depth)
     bit = tf.bitwise.bitwise_and(tf.bitwise.right_shift(symbols, nb - 1 - depth), 1)
@@ -102,15 +103,15 @@ def encode(handle, symbols, probs):
   return handle
 
 
-def decode(handle, probs):
-  """Reads symbols coded by `encode` with the same probs [B, n, K].
+def decode(handle, freqs):
+  """Reads symbols coded by `encode` with the same freqs [B, n, K].
 
   Returns (handle, symbols int32 [B, n] in [0, K)); garbage input decodes to
   some symbols in range and is caught by the caller's checksum.
   """
-  levels = node_levels(probs)
-  nb = num_bits(probs.shape[-1])
-  prefix = tf.zeros(tf.shape(probs)[:-1], tf.int32)
+  levels = node_levels(freqs)
+  nb = num_bits(freqs.shape[-1])
+  prefix = tf.zeros(tf.shape(freqs)[:-1], tf.int32)
   for depth in range(nb):
     row = _row(levels, prefix, depth)
     handle, bit = tfc.ops.entropy_decode_index(

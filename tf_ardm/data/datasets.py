@@ -156,3 +156,12 @@ def load(name, data_dir=None, seq_len=250, patch_size=16):
   if name == "photos":
     return _photos(patch_size)
   raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(NAMES)}")
+
+
+def split(config, name, data_dir=None, limit=None):
+  """The split `name` of a model's dataset, int32 [N, *shape] (at most `limit`)."""
+  seq_len = config.shape[0] if config.kind == "text" else 250
+  data = load(config.dataset, data_dir, seq_len, patch_size=config.shape[0])
+  if name not in data.splits:
+    raise UserError(f"{config.dataset} has no {name} split")
+  return data.splits[name][:limit]

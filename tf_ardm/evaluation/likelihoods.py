@@ -13,7 +13,6 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tf_ardm.data import datasets
 from tf_ardm.errors import UserError
 from tf_ardm.evaluation import plots
 from tf_ardm.generation import policies as policies_lib
@@ -181,12 +180,3 @@ def heldout_loss_components(scorer, x, num_steps, samples_per_step,
                            seed=tf.constant(seed * 100003 + i))
     losses.append(out["loss_bpd"].numpy())
   return np.concatenate(losses).reshape(num_steps, samples_per_step).mean(1)
-
-
-def load_split(config, split, data_dir=None, limit=None):
-  """The `split` of the model's dataset, int32 [N, *shape]."""
-  seq_len = config.shape[0] if config.kind == "text" else 250
-  data = datasets.load(config.dataset, data_dir, seq_len, patch_size=config.shape[0])
-  if split not in data.splits:
-    raise UserError(f"{config.dataset} has no {split} split")
-  return data.splits[split][:limit]

@@ -16,6 +16,7 @@ from tf_ardm.generation import masks
 from tf_ardm.generation import sampling
 from tf_ardm.models.loss_tracker import LossTracker
 from tf_ardm import networks
+from tf_ardm.networks import fixed_point
 
 LN2 = math.log(2.0)
 
@@ -89,6 +90,17 @@ class Denoiser(tf.Module):
     """
     del x_past, stage
     return distributions.safe_probs(logits)
+
+  def choice_frequencies(self, logits, x_past, stage, softmax):
+    """The integer codec's frequencies int64 [B, *shape, A] >= 1 of every choice.
+
+    logits: int64 [B, *shape, K] of an integer network (at
+    fixed_point.TABLE_EXPONENT); softmax: int64 logits [..., n] -> weights
+    (fixed_point.softmax_weights). OA: the weights of the K classes with
+    fixed_point.frequencies' floor. Exact integer arithmetic throughout.
+    """
+    del x_past, stage
+    return fixed_point.frequencies(softmax(logits))
 
   def choice(self, x_future, x_past, stage):
     """The symbol int32 [B, *shape] in [0, A) that the codec codes for x_future."""

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tf_ardm.generation import distributions
 from tf_ardm.models import ardm
+from tf_ardm.networks import fixed_point
 
 
 class StageSpace(tf.Module):
@@ -128,6 +129,34 @@ class StageSpace(tf.Module):
     rank = len(values.shape) - 1
     return distributions.safe_probs(tf.gather(log_probs, values, batch_dims=rank), real)
 
+  def choice_frequencies(self, logits, x_past, stage, softmax):
+    """The integer codec's frequencies int64 [B, ..., A] of each choice.
+
+    The exact counterpart of `choice_probs` for int64 logits of an integer
+    network: direct, the softmax weights of the stage's b digits; data, the
+    weights of the K data classes summed into the values of x_future that
+    step r can reach (exact: 0/1 sums of integers below 2^30 in float64),
+    restricted to the possible choices (padding gets 0); then
+    fixed_point.frequencies' floor.
+    """
+    if self.parametrization == "direct":
+      b = self.transition.branching
+      digits = tf.reshape(logits, tf.concat([tf.shape(logits)[:-1], [self.num_stages, b]], 0))
+      picked = tf.gather(digits, stage, axis=len(logits.shape) - 1, batch_dims=1)
+      return fixed_point.frequencies(softmax(picked))
+    r = self._level(stage)
+    weights = softmax(logits)
+    rank = len(logits.shape)
+    k = self.transition.input_classes
+    weights = tf.pad(weights, [[0, 0]] * (rank - 1) + [[0, k - self.num_outputs]])
+    bar = tf.cast(tf.gather(self.cumulative_matrices, r), tf.float64)  # [B, K', K']
+    flat = tf.reshape(tf.cast(weights, tf.float64), [tf.shape(weights)[0], -1, k])
+    future = tf.cast(tf.reshape(tf.einsum("bpk,bjk->bpj", flat, bar), tf.shape(weights)),
+                     tf.int64)
+    values, real = self._choices(x_past, stage)
+    mass = tf.gather(future, values, batch_dims=rank - 1)
+    return fixed_point.frequencies(mass, real)
+
   def choice(self, x_future, x_past, stage):
     """The choice int32 [B, ...] in [0, A) that gives x_future from x_past."""
     if self.parametrization == "direct":
@@ -179,6 +208,9 @@ class UpscaleDenoiser(ardm.Denoiser):
 
   def choice_probs(self, logits, x_past, stage):
     return self.space.choice_probs(logits, x_past, stage)
+
+  def choice_frequencies(self, logits, x_past, stage, softmax):
+    return self.space.choice_frequencies(logits, x_past, stage, softmax)
 
   def choice(self, x_future, x_past, stage):
     return self.space.choice(x_future, x_past, stage)

@@ -48,6 +48,7 @@ from tf_ardm.generation import masks
 from tf_ardm.generation import policies
 from tf_ardm.generation import sampling
 from tf_ardm.config import ModelConfig
+from tf_ardm import models
 from tf_ardm.models import checkpoints
 from tf_ardm.errors import UserError
 from tf_ardm.models import absorbing
@@ -270,6 +271,30 @@ def resolve(export_dir):
     if versions:
       return os.path.join(serving, max(versions, key=int))
   return export_dir
+
+
+def restore_model(path):
+  """The model of an export, rebuilt with its EMA weights and loss components.
+
+  path: an export root or one of its SavedModels (servable or codec). The
+  model's policies come out as the export's: its held-out loss components
+  if it has them, else its training ones. UserError when it is not an
+  export of this package.
+  """
+  export_dir = resolve(path)
+  loaded, config = load(export_dir)
+  model = models.build(config)
+  try:
+    tf.train.Checkpoint(root=Servable(model)).read(
+        os.path.join(export_dir, "variables", "variables")).assert_existing_objects_matched()
+  except (tf.errors.OpError, AssertionError, ValueError) as e:
+    raise UserError(f"cannot restore the weights of {export_dir}: "
+                    f"{str(e).splitlines()[0]}") from e
+  components = loaded.loss_components()
+  heldout = components["heldout_loss_components"].numpy()
+  model.heldout_loss_components = (heldout if heldout.size
+                                   else components["loss_components"].numpy())
+  return model
 
 
 def load(path):

@@ -1,0 +1,347 @@
+"""Integer versions of the trained networks, for portable coding (docs/integer_coding.md).
+
+`quantize(network, config, x_in, t, mask)` turns a trained `UNet` or
+`Transformer` into an `IntegerNetwork` with the same call, whose result has
+one exact value on every machine:
+
+  (x_in int32 [B, *shape], t int32 [B], mask int32 [B, *shape, M])
+      -> logits int64 [B, *shape, K] at exponent TABLE_EXPONENT
+
+(logits = value * 2^10). The calibration inputs (x_in, t, mask) are a batch
+like those the codec will see; the first, eager call on them fixes every
+activation exponent (fixed_point.Linear). Time embeddings become one table
+per ResBlock over all steps, the U-Net's input embedding and dense layer one
+table per sub-pixel, softmax scales fold into the query weights.
+"""
+import hashlib
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from tf_ardm.networks import fixed_point as fp
+from tf_ardm.networks.transformer import Transformer
+from tf_ardm.networks.unet import UNet
+
+# Logits may exceed the 16-bit activation range; only their differences count.
+LOGIT_LIMIT = 2**40
+
+
+class Fixed:
+  """A fixed-point tensor: int64 q standing for q 2^-f."""
+
+  def __init__(self, q, f):
+    self.q, self.f = q, int(f)
+
+
+class IntegerNetwork(tf.Module):
+  """Common machinery: named ops made on the first (calibration) call."""
+
+  def __init__(self, name=None):
+    super().__init__(name=name)
+    self._ops = {}
+    self._constants = {}
+    self.calibrated = False
+
+  def op(self, name, make):
+    if name not in self._ops:
+      if self.calibrated:
+        raise RuntimeError(f"integer op {name} was not made during calibration")
+      self._ops[name] = make()
+    return self._ops[name]
+
+  def constant(self, array):
+    """An integer array as int64 in the graph, stored once.
+
+    Each distinct array is one non-trainable variable of the smallest
+    integer type that holds it (int16, int32 or int64): a SavedModel stores
+    it once however many functions use it, and tables are shared.
+    """
+    array = np.asarray(array, np.int64)
+    key = f"{array.shape}:{hashlib.sha256(array.tobytes()).hexdigest()}"
+    if key not in self._constants:
+      peak = int(np.max(np.abs(array), initial=0))
+      dtype = tf.int16 if peak < 2**15 else tf.int32 if peak < 2**31 else tf.int64
+      self._constants[key] = tf.Variable(array, dtype=dtype, trainable=False,
+                                         name=f"integer{len(self._constants)}")
+    return tf.cast(self._constants[key], tf.int64)
+
+  def arrays(self):
+    """Every integer array that defines the network, in a fixed order."""
+    out = []
+    for name in sorted(self._ops):
+      out += [np.frombuffer(name.encode(), np.uint8), *self._ops[name].arrays()]
+    return out
+
+  def softmax(self, logits):
+    """fixed_point.softmax_weights with the network's stored exp table."""
+    return fp.softmax_weights(logits, self.constant(fp.exp_table()))
+
+  # Layers ------------------------------------------------------------------
+
+  def dense(self, name, layer, x, f_out=None, limit=fp.ACT_MAX, scale=1.0):
+    """A Keras Dense applied over the last axis, its kernel and bias times `scale`."""
+    def make():
+      bias = None if layer.bias is None else layer.bias.numpy() * scale
+      return fp.Linear(layer.kernel.numpy() * scale, bias, x.f, name, f_out=f_out,
+                       limit=limit)
+    op = self.op(name, make)
+    return Fixed(self._linear(op, x.q), op.f_out)
+
+  def _linear(self, op, q):
+    return op.requantize(fp.matmul(q, self.constant(op.w)) + self.constant(op.b))
+
+  def conv3x3(self, name, layer, x, f_out=None, limit=fp.ACT_MAX, kernel=None):
+    """A Keras 3x3 'same' Conv2D as im2col and one exact matmul.
+
+    kernel: a function giving the float kernel [3, 3, C, O] to quantise
+    (default: the layer's).
+    """
+    def make():
+      k = layer.kernel.numpy() if kernel is None else kernel()
+      return fp.Linear(k.reshape([-1, k.shape[-1]]), layer.bias.numpy(), x.f, name,
+                       f_out=f_out, limit=limit)
+    op = self.op(name, make)
+    return Fixed(self._linear(op, fp.patches3x3(x.q)), op.f_out)
+
+  def norm(self, name, layer, x, spatial, groups, table=None):
+    """GroupNorm (spatial) or LayerNorm; then the table nonlinearity `table`."""
+    def make():
+      gamma, beta = layer.gamma.numpy(), layer.beta.numpy()
+      size = x.q.shape[-1] // groups
+      if spatial:
+        size *= int(np.prod(x.q.shape[1:-1]))
+      bound = float(np.max(np.abs(gamma))) * math.sqrt(size) + float(np.max(np.abs(beta)))
+      f_out = min(fp.TABLE_EXPONENT, fp.exponent_for(bound, headroom=1.0))
+      return fp.Normalization(gamma, beta, layer.epsilon, groups, spatial, x.f, f_out, name)
+    op = self.op(name, make)
+    y = Fixed(op(x.q), op.f_out)
+    return y if table is None else self.nonlinearity(name + "/" + table, table, y)
+
+  def nonlinearity(self, name, function, x):
+    op = self.op(name, lambda: fp.Nonlinearity(function, x.f))
+    return Fixed(tf.gather(self.constant(op.values), fp.saturate(x.q) + fp.ACT_MAX), x.f)
+
+  def add(self, name, a, b):
+    """a + b at the finer exponent that still fits (calibrated)."""
+    f = min(a.f, b.f)
+    total = fp.rescale(a.q, a.f, f) + fp.rescale(b.q, b.f, f)
+    op = self.op(name, lambda: _Exponent(fp.exponent_for(
+        float(np.max(np.abs(total.numpy()), initial=0)) * 2.0**-f)))
+    return Fixed(fp.saturate(fp.rescale(total, f, min(f, op.f))), min(f, op.f))
+
+  def concat(self, parts):
+    f = min(p.f for p in parts)
+    return Fixed(tf.concat([fp.rescale(p.q, p.f, f) for p in parts], -1), f)
+
+  def attention(self, name, layer, x, bias=None):
+    """Multi-head self-attention of a layers.SelfAttention over x [B, N, C].
+
+    bias: int64 [H, N, N] added to the logits (at TABLE_EXPONENT).
+    """
+    heads, dim = layer.num_heads, layer.head_dim
+    q = self.dense(name + "/q", layer.q, x, scale=dim**-0.5)
+    k = self.dense(name + "/k", layer.k, x)
+    v = self.dense(name + "/v", layer.v, x)
+    fp.check_sum_bound(dim, fp.ACT_MAX, fp.ACT_MAX, name + "/logits")
+    split = lambda h: tf.cast(tf.reshape(
+        h, tf.concat([tf.shape(h)[:2], [heads, dim]], 0)), tf.float64)
+    logits = tf.cast(tf.einsum("bqhd,bkhd->bhqk", split(q.q), split(k.q)), tf.int64)
+    logits = fp.saturate(fp.rescale(logits, q.f + k.f, fp.TABLE_EXPONENT), LOGIT_LIMIT)
+    if bias is not None:
+      logits += bias
+    weights = self.softmax(logits)  # [B, H, N, N], <= 2^EXP_BITS
+    length = x.q.shape[1] or 1
+    fp.check_sum_bound(length, 2**fp.EXP_BITS, fp.ACT_MAX, name + "/values")
+    num = tf.cast(tf.einsum("bhqk,bkhd->bqhd", tf.cast(weights, tf.float64), split(v.q)),
+                  tf.int64)
+    den = tf.transpose(tf.reduce_sum(weights, -1), [0, 2, 1])[..., None]
+    h = fp.div_round(num, den)
+    h = tf.reshape(h, tf.shape(v.q))
+    return self.dense(name + "/out", layer.out, Fixed(h, v.f))
+
+
+class _Exponent:
+  """A calibrated exponent (an op with no weights)."""
+
+  def __init__(self, f):
+    self.f = int(f)
+
+  def arrays(self):
+    return [np.array([self.f], np.int64)]
+
+
+class _Table:
+  """An integer lookup table made at calibration."""
+
+  def __init__(self, values, f):
+    self.values, self.f = np.asarray(values, np.int64), int(f)
+
+  def arrays(self):
+    return [self.values, np.array([self.f], np.int64)]
+
+
+def _quantized_table(values, headroom=2.0):
+  """A float table as _Table at the exponent that fits its peak."""
+  values = np.asarray(values, np.float64)
+  f = fp.exponent_for(float(np.max(np.abs(values), initial=0)), headroom=headroom)
+  return _Table(np.round(values * 2.0**f), f)
+
+
+class IntegerUNet(IntegerNetwork):
+  """The integer version of networks.unet.UNet (same structure, spec §7.2)."""
+
+  def __init__(self, net, name=None):
+    super().__init__(name=name)
+    self.net = net
+    self.groups = net.out_norm.groups
+
+  def _temb(self, index, res, t, like):
+    """ResBlock `index`'s time projection at t, as int64 at like.f [B, 1, 1, C]."""
+    def make():
+      steps = tf.range(self.net.time.max_time)
+      values = res.temb(tf.nn.swish(self.net.time(steps))).numpy()
+      return _Table(np.round(values.astype(np.float64) * 2.0**like.f), like.f)
+    op = self.op(f"block{index}/temb", make)
+    return Fixed(tf.gather(self.constant(op.values), t)[:, None, None, :], op.f)
+
+  def _res(self, index, res, x, t):
+    name = f"block{index}"
+    h = self.norm(name + "/norm1", res.norm1, x, True, self.groups, "swish")
+    h = self.conv3x3(name + "/conv1", res.conv1, h)
+    h = self.add(name + "/temb_add", h, self._temb(index, res, t, h))
+    h = self.norm(name + "/norm2", res.norm2, h, True, self.groups, "swish")
+    h = self.conv3x3(name + "/conv2", res.conv2, h)
+    skip = x if res.shortcut is None else self.dense(name + "/shortcut", res.shortcut, x)
+    return self.add(name + "/out", skip, h)
+
+  def _attention_block(self, name, block, x):
+    h = self.norm(name + "/norm", block.norm, x, True, self.groups)
+    shape = tf.shape(h.q)
+    flat = Fixed(tf.reshape(h.q, [shape[0], shape[1] * shape[2], shape[3]]), h.f)
+    flat.q.set_shape([None, x.q.shape[1] * x.q.shape[2], x.q.shape[3]])
+    a = self.attention(name + "/attention", block.attention, flat)
+    return self.add(name + "/out", x, Fixed(tf.reshape(a.q, shape), a.f))
+
+  def _inputs(self, x_in, mask):
+    """InputProcessing: a conv over (2x - K_in, mask) and per-sub-pixel embedding tables."""
+    layer, k_in = self.net.inputs, self.net.inputs.num_classes_in
+    x_in = tf.cast(x_in, tf.int64)
+    channels = x_in.shape[-1]
+
+    def kernel():
+      k = layer.conv.kernel.numpy().astype(np.float64)
+      k[:, :, :channels, :] /= k_in  # The conv sees 2x/K - 1 = (2x - K) / K.
+      return k
+    u = Fixed(tf.concat([2 * x_in - k_in, tf.cast(mask, tf.int64)], -1), 0)
+    h_float = self.conv3x3("inputs/conv", layer.conv, u, kernel=kernel)
+
+    def make():
+      emb = layer.embed.embeddings.numpy().astype(np.float64)  # [K_in, 64]
+      w = layer.dense.kernel.numpy().astype(np.float64)  # [C * 64, ch/4]
+      per_channel = np.stack([emb @ w[c * emb.shape[1]:(c + 1) * emb.shape[1]]
+                              for c in range(channels)])  # [C, K_in, ch/4]
+      bias = layer.dense.bias.numpy().astype(np.float64)
+      bound = float(np.sum(np.max(np.abs(per_channel), axis=(1, 2)))) + float(
+          np.max(np.abs(bias)))
+      f = fp.exponent_for(bound, headroom=1.0)
+      # The bias is folded into channel 0's table.
+      per_channel[0] += bias
+      return _Table(np.round(per_channel * 2.0**f), f)
+    op = self.op("inputs/embed", make)
+    table = self.constant(op.values)
+    e = tf.add_n([tf.gather(table[c], x_in[..., c]) for c in range(channels)])
+    return self.concat([h_float, Fixed(e, op.f)])
+
+  def __call__(self, x_in, t, mask):
+    net = self.net
+    t = tf.cast(t, tf.int32)
+    h = self._inputs(x_in, mask)
+    skips = [h]
+    index = 0
+    for res, att in net.down:
+      h = self._res(index, res, h, t)
+      index += 1
+      if att is not None:
+        h = self._attention_block(f"down_attention{index}", att, h)
+      skips.append(h)
+    h = self._res(index, net.mid[0], h, t)
+    h = self._attention_block("mid_attention", net.mid[1], h)
+    h = self._res(index + 1, net.mid[2], h, t)
+    index += 2
+    for res, att in net.up:
+      h = self._res(index, res, self.concat([h, skips.pop()]), t)
+      index += 1
+      if att is not None:
+        h = self._attention_block(f"up_attention{index}", att, h)
+    h = self.norm("out/norm", net.out_norm, h, True, self.groups, "swish")
+    h = self.conv3x3("out/conv", net.out_conv, h, f_out=fp.TABLE_EXPONENT, limit=LOGIT_LIMIT)
+    shape = tf.shape(h.q)
+    self.calibrated = True
+    return tf.reshape(h.q, tf.concat([shape[:3], [net.data_shape[-1],
+                                                  net.num_classes_out]], 0))
+
+
+class IntegerTransformer(IntegerNetwork):
+  """The integer version of networks.transformer.Transformer (spec §7.3)."""
+
+  def __init__(self, net, name=None):
+    super().__init__(name=name)
+    self.net = net
+
+  def __call__(self, x_in, t, mask):
+    del t, mask  # As in the float network: the absorbing token carries them.
+    net = self.net
+
+    def make_embed():
+      emb = net.embed.embeddings.numpy().astype(np.float64)
+      pos = net.positions.numpy().astype(np.float64)
+      bound = float(np.max(np.abs(emb))) + float(np.max(np.abs(pos)))
+      f = fp.exponent_for(bound, headroom=1.0)
+      return _Table(np.round(np.concatenate([emb, pos]) * 2.0**f), f)
+    embed = self.op("embed", make_embed)
+    table = self.constant(embed.values)
+    num_in = net.embed.input_dim
+    length = x_in.shape[1]
+    h = Fixed(tf.gather(table, tf.cast(x_in[..., 0], tf.int64)) + table[num_in:num_in + length],
+              embed.f)
+    bias = None
+    if net.bias is not None:
+      alibi = self.op("alibi", lambda: _Table(
+          np.round(net.bias.numpy().astype(np.float64) * 2.0**fp.TABLE_EXPONENT),
+          fp.TABLE_EXPONENT))
+      bias = self.constant(alibi.values)
+    for i, block in enumerate(net.blocks):
+      name = f"block{i}"
+      a = self.norm(name + "/norm1", block.norm1, h, False, 1)
+      y = self.add(name + "/attention_add", h,
+                   self.attention(name + "/attention", block.attention, a, bias))
+      z = self.norm(name + "/norm2", block.norm2, y, False, 1)
+      z = self.nonlinearity(name + "/gelu", "gelu_tanh",
+                            self.dense(name + "/mlp_in", block.mlp_in, z))
+      h = self.add(name + "/mlp_add", y, self.dense(name + "/mlp_out", block.mlp_out, z))
+    h = self.norm("out/norm", net.norm, h, False, 1)
+    logits = self.dense("out/logits", net.logits, h, f_out=fp.TABLE_EXPONENT,
+                        limit=LOGIT_LIMIT)
+    self.calibrated = True
+    return logits.q[:, :, None, :]
+
+
+def quantize(network, x_in, t, mask):
+  """The IntegerNetwork of a trained UNet or Transformer, calibrated on one eager batch.
+
+  x_in int32 [B, *shape], t int32 [B], mask int32 [B, *shape, M]: inputs
+  like the codec's (known values and masks at a spread of steps).
+  Any other network may provide its own: a method `integer_network()`
+  returning an IntegerNetwork (the tests' fixed-logit networks do).
+  """
+  if hasattr(network, "integer_network"):
+    integer = network.integer_network()
+  elif isinstance(network, UNet):
+    integer = IntegerUNet(network)
+  elif isinstance(network, Transformer):
+    integer = IntegerTransformer(network)
+  else:
+    raise TypeError(f"no integer version of {type(network).__name__}")
+  integer(tf.constant(x_in), tf.constant(t), tf.constant(mask))
+  return integer
