@@ -1,8 +1,9 @@
 """Fuzzes the ARDM codec's decoder: no mutated stream may decode to wrong data.
 
-Builds a digits codec (an untrained model, or --model=DIR), encodes test
-digits as single-datapoint and solid streams at small budgets, then decodes
-mutated copies: bit flips, byte changes, truncations, extensions, random
+Builds a digits codec (an untrained model, or --model=DIR: an export or a
+trained model directory), encodes test digits as single-datapoint and solid
+streams, in the full and the lean framing of stream format 2, at small
+budgets, then decodes mutated copies: bit flips, byte changes, truncations, extensions, random
 tails, random bytes, splices of two streams, and streams of another model.
 Each case ends as
 
@@ -30,7 +31,6 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tf_ardm.models import checkpoints  # noqa: E402
 from tf_ardm.coding import codec  # noqa: E402
 from tf_ardm.coding import stream  # noqa: E402
 from tf_ardm.config import ModelConfig  # noqa: E402
@@ -43,15 +43,15 @@ KINDS = ("flip", "byte", "truncate", "extend", "tail", "random", "splice", "fore
 
 
 def _coder(model_dir, seed):
-  """A digits Coder: the trained model in model_dir, or an untrained one."""
+  """A digits Coder: the model in model_dir (export or trained model
+  directory), or an untrained one."""
   if model_dir and seed == 0:
-    model = checkpoints.restore(model_dir)
-  else:
-    tf.keras.utils.set_random_seed(seed)
-    model = OAARDM(ModelConfig("digits", "image", [8, 8, 1], 17, "unet",
-                               dict(channels=16, num_res_blocks=1)))
-    model.heldout_loss_components = np.linspace(2, 0.1, 64, dtype=np.float32) / 64
-  return codec.Coder(codec.Codec(model), model.config)
+    return codec.load(model_dir)
+  tf.keras.utils.set_random_seed(seed)
+  model = OAARDM(ModelConfig("digits", "image", [8, 8, 1], 17, "unet",
+                             dict(channels=16, num_res_blocks=1)))
+  model.heldout_loss_components = np.linspace(2, 0.1, 64, dtype=np.float32) / 64
+  return codec.Coder(codec.Codec(model, codec.calibration_data(model.config)), model.config)
 
 
 def mutate(rng, kind, data, other, foreign):
@@ -79,34 +79,39 @@ def mutate(rng, kind, data, other, foreign):
   return foreign
 
 
-def reencodes(coder, x, data):
+def reencodes(coder, x, data, lean):
   """Whether x [N, *shape] encodes to the stream `data` at its budget.
 
   (A single-datapoint stream is the same in batch and solid form.)
   """
-  return coder.compress(x, stream.read_header(data, coder.fingerprint).budget) == data
+  budget = stream.read_header(data, coder.fingerprint, lean).budget
+  return coder.compress(x, budget, lean) == data
 
 
 def worker(start, count, seed, model_dir):
   """Runs cases start..start+count-1; prints 'index kind outcome' per case."""
   coder, other_model = _coder(model_dir, 0), _coder(None, 1)
   x = datasets.load("digits").splits["test"][:8]
-  originals = []  # (stream, data it holds, solid)
+  originals = []  # (stream, data it holds, solid, lean)
   for budget in (2, 4, 8):
-    for i, data in enumerate(coder.compress_each(x, budget)):
-      originals.append((data, x[i:i + 1], False))
-    originals.append((coder.compress(x[:5], budget), x[:5], True))
+    for lean in (False, True):
+      for i, data in enumerate(coder.compress_each(x, budget, lean)):
+        originals.append((data, x[i:i + 1], False, lean))
+      originals.append((coder.compress(x[:5], budget, lean), x[:5], True, lean))
   foreign = other_model.compress_each(x, 4) + [other_model.compress(x, 4)]
+  foreign_lean = other_model.compress_each(x, 4, True) + [other_model.compress(x, 4, True)]
   for index in range(start, start + count):
     rng = np.random.default_rng([seed, index])
-    data, truth, solid = originals[int(rng.integers(len(originals)))]
+    data, truth, solid, lean = originals[int(rng.integers(len(originals)))]
     other = originals[int(rng.integers(len(originals)))][0]
     kind = KINDS[index % len(KINDS)]
-    mutated = mutate(rng, kind, data, other, foreign[int(rng.integers(len(foreign)))])
+    others = foreign_lean if lean else foreign
+    mutated = mutate(rng, kind, data, other, others[int(rng.integers(len(others)))])
     try:
-      decoded = coder.decompress(mutated) if solid else coder.decompress_each([mutated])
+      decoded = (coder.decompress(mutated, lean) if solid
+                 else coder.decompress_each([mutated], lean=lean))
       outcome = "exact" if np.array_equal(decoded, truth) else (
-          "other valid" if reencodes(coder, decoded, mutated) else "wrong data")
+          "other valid" if reencodes(coder, decoded, mutated, lean) else "wrong data")
     except UserError as e:
       outcome = "clear error" if str(e) and "\n" not in str(e) else "crash"
     except Exception:  # pylint: disable=broad-except

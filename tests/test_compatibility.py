@@ -1,11 +1,13 @@
 """Every shipped export still loads and answers, and every stream written before still decodes.
 
-tests/fixtures/v1/ holds inputs and the .ardm files that the code of commit
-35361ba made of them (see its README.md). They must decode with the current
-code to exactly the original file (PNG: its pixels; NPY: its array and
-dtype; text: its bytes), and compressing the original again at the same
-budget must give the same bytes: the stream and container formats and the
-codec fingerprints are unchanged.
+tests/fixtures/v2/ holds inputs and the .ardm files (stream format 2) that
+the integer codec of the shipped exports made of them (see its README.md).
+They must decode with the current code to exactly the original file (PNG:
+its pixels; NPY: its array and dtype; text: its bytes), and compressing the
+original again at the same budget must give the same bytes: the stream and
+container formats and the codec fingerprints are unchanged.
+tests/fixtures/v1/ holds format-1 files (float arithmetic, commit 35361ba):
+they must be refused with the one-line error that says how to read them.
 """
 import collections
 import os
@@ -19,13 +21,13 @@ import tensorflow_compression  # pylint: disable=unused-import  # The codec expo
 import forked_cli
 from tf_ardm.coding import codec
 from tf_ardm.data import datasets
-from tf_ardm.evaluation import likelihoods
 from tf_ardm.serving import servable
 
 from conftest import REPO  # pylint: disable=g-bad-import-order
 
 ZOO = os.path.join(REPO, "savedmodels")
 V1 = os.path.join(REPO, "tests", "fixtures", "v1")
+V2 = os.path.join(REPO, "tests", "fixtures", "v2")
 SHIPPED = sorted(name for name in os.listdir(ZOO)
                  if os.path.isdir(os.path.join(ZOO, name, "serving")))
 # Decoding and loading the Upscale-4 model take a while.
@@ -42,8 +44,9 @@ def _slow_if(values, slow):
 
 
 def test_every_fixture_is_tested():
-  assert sorted(os.listdir(V1)) == sorted(
-      ["README.md"] + [f.name for f in FIXTURES] + [f.name + ".ardm" for f in FIXTURES])
+  for folder in (V1, V2):
+    assert sorted(os.listdir(folder)) == sorted(
+        ["README.md"] + [f.name for f in FIXTURES] + [f.name + ".ardm" for f in FIXTURES])
   assert {f.model for f in FIXTURES} == set(SHIPPED)
 
 
@@ -74,9 +77,9 @@ def _code_with_current_cli(fixtures, out):
   cases = []
   for f in fixtures:
     model = f"--model={os.path.join(ZOO, f.model)}"
-    cases += [("decompress", [model, os.path.join(V1, f.name + ".ardm"),
+    cases += [("decompress", [model, os.path.join(V2, f.name + ".ardm"),
                               os.path.join(out, "decoded", f.name)]),
-              ("compress", [model, f"--budget={f.budget}", os.path.join(V1, f.name),
+              ("compress", [model, f"--budget={f.budget}", os.path.join(V2, f.name),
                             os.path.join(out, "coded", f.name + ".ardm")])]
   for (command, argv), (code, _, err) in zip(cases, forked_cli.run_many(cases)):
     assert code == 0, (command, argv, err[-3000:])
@@ -93,7 +96,7 @@ def coded(tmp_path_factory):
   def get(fixture):
     group = fast if fixture in fast else (fixture,)
     if group not in runs:
-      runs[group] = _code_with_current_cli(group, str(tmp_path_factory.mktemp("v1")))
+      runs[group] = _code_with_current_cli(group, str(tmp_path_factory.mktemp("v2")))
     return runs[group]
   return get
 
@@ -114,10 +117,21 @@ def _assert_same_file(path, original):
 
 @pytest.mark.parametrize("fixture", _slow_if(FIXTURES, lambda f: f.model in SLOW_MODELS),
                          ids=lambda f: f.name)
-def test_v1_stream_decodes_to_the_original_and_recodes_to_the_same_bytes(fixture, coded):
+def test_v2_stream_decodes_to_the_original_and_recodes_to_the_same_bytes(fixture, coded):
   out = coded(fixture)
-  _assert_same_file(os.path.join(out, "decoded", fixture.name), os.path.join(V1, fixture.name))
+  _assert_same_file(os.path.join(out, "decoded", fixture.name), os.path.join(V2, fixture.name))
   with open(os.path.join(out, "coded", fixture.name + ".ardm"), "rb") as f:
     recoded = f.read()
-  with open(os.path.join(V1, fixture.name + ".ardm"), "rb") as f:
+  with open(os.path.join(V2, fixture.name + ".ardm"), "rb") as f:
     assert recoded == f.read()
+
+
+def test_v1_files_are_refused_with_a_way_to_read_them(tmp_path):
+  cases = [("decompress", [f"--model={os.path.join(ZOO, f.model)}",
+                           os.path.join(V1, f.name + ".ardm"), str(tmp_path / f.name)])
+           for f in FIXTURES if f.model not in SLOW_MODELS]
+  for (_, argv), (code, _, err) in zip(cases, forked_cli.run_many(cases)):
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1, (argv, err[-2000:])
+    assert "version-1" in lines[0] and "73df71d" in lines[0], lines[0]
+  assert not os.listdir(tmp_path)

@@ -14,9 +14,12 @@ has one stage, an Upscale model S; streams in the format of
   compress_solid(x [N, *shape], budget) -> stream [], all N in one stream
       (one header and flush for the set; N <= max_solid)
   decompress_solid(stream []) -> x [N, *shape]
-  encode(x [N, *shape], budget, solid bool) / decode(streams [S], solid): the
-      two functions that all of the above call
-  codec_info() -> fingerprint string (4 bytes), micro_batch, max_solid
+  encode(x [N, *shape], budget, solid bool, lean bool) / decode(streams [S],
+      solid, lean): the two functions that all of the above call; lean
+      streams use the lean framing (the caller knows the model)
+  code_length(x [N, *shape], budget) -> float64 [N], the integer model's
+      ideal code length in bits
+  codec_info() -> fingerprint string (4 bytes), arithmetic, max_batch, max_solid
 The functions raise InvalidArgumentError with a one-line reason for invalid
 input (before any network call) and for invalid streams. Signatures with
 these names exist as well (outputs named output_0 where there is one).
@@ -24,34 +27,30 @@ these names exist as well (outputs named output_0 where there is one).
 Encoding follows the stages s = 0..S-1 in generation order (coarse to
 fine; S = 1 for OA) and, within stage s, its fixed order sigma_s and its
 DP-optimal policy for the budget (`Servable._stage_policies`): one
-tf.while_loop over the S*k policy steps makes one network call per
-micro-batch and codes the step's group of positions (the same group for every
-datapoint, as sigma_s is shared) with one range coder op per bit level
-(`tf_ardm.coding.range_coder`). A position's symbol is its choice among the A values the
-stage can give it (the denoiser's `choice`: OA, the K classes; Upscale, the
-values that downscale to x_past, see `tf_ardm.models.upscale.StageSpace`), coded with
-the stage distribution restricted to them (`choice_probs`), so the stream
-comes within a fraction of a percent of the exact code length
--log2 p(x | sigma, policies) (`Coder.exact_bits`). TFC's coder is first-in
-first-out, so the encoder codes in decoding order. The decoder mirrors the
-loop, re-encodes what it decodes, and fails unless the data CRC matches and
-the re-encoded stream equals its input byte for byte, so a corrupted,
-truncated, extended or foreign stream raises InvalidArgumentError and never
-yields wrong data.
+tf.while_loop over the S*k policy steps makes one network call per batch of
+at most max_batch datapoints and codes the step's group of positions (the
+same group for every datapoint, as sigma_s is shared) with one range coder
+op per bit level (`tf_ardm.coding.range_coder`). A position's symbol is its
+choice among the A values the stage can give it (the denoiser's `choice`:
+OA, the K classes; Upscale, the values that downscale to x_past, see
+`tf_ardm.models.upscale.StageSpace`). TFC's coder is first-in first-out, so
+the encoder codes in decoding order. The decoder mirrors the loop,
+re-encodes what it decodes, and fails unless the data CRC matches and the
+re-encoded stream equals its input byte for byte, so a corrupted, truncated,
+extended or foreign stream raises InvalidArgumentError and never yields
+wrong data.
 
-Determinism: the coder needs bit-identical probabilities on both sides. The
-network and the choice probabilities (its softmax, and an Upscale stage's
-distribution) run as one XLA-compiled function (`network_probs`) on
-micro-batches of exactly `micro_batch` datapoints (the last one padded), so
-the floats never depend on how many datapoints a caller codes together, nor
-on TF's oneDNN kernels, which gave different results (and crashed) inside
-these loops under CPU load in TF 2.14. Everything after it is exact IEEE
-arithmetic. Tests check batch against single, other batch sizes and a fresh
-process; benchmarks/codec_determinism.py checks encoders
-and decoders running concurrently. The fingerprint (SHA-256 of the EMA
-weights, config, orders, policy tables and coding settings) ties streams to
-one model; decoding needs the same TF build and CPU/GPU kind as encoding,
-which the CRC enforces.
+Portability (docs/integer_coding.md): the coding distributions come from the
+integer version of the EMA network (tf_ardm.networks.integer, calibrated on
+`calibration_data`) and the denoiser's `choice_frequencies`, in exact integer
+arithmetic from the input values to the coder's levels. So a stream decodes
+to the same data on every TF build, device, kernel library, thread count and
+batch size, with or without XLA (`use_xla`). The stream stays within a
+fraction of a percent of the integer model's code length (`code_length`),
+which is within a fraction of a percent of the float model's exact code
+length -log2 p(x | sigma, policies) (`Coder.exact_bits`). The fingerprint
+(SHA-256 of the config, orders, policy tables, coding settings and the
+integer network's arrays) ties streams to one integer model.
 
 `Coder` is the numpy-facing API over a Codec or its loaded export (errors
 become `UserError`); `export` writes the codec SavedModel, `load` opens an
