@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from conftest import ConstantLogits
 from tf_ardm.generation import distributions
+from tf_ardm.networks import fixed_point
 from tf_ardm.generation import masks
 from tf_ardm import models
 from tf_ardm.generation import sampling
@@ -219,8 +220,9 @@ def test_choices_list_what_each_step_undoes():
 @pytest.mark.parametrize("kind,shape,k,b,transition,parametrization", MODEL_CASES)
 def test_codec_choices_invert_and_carry_the_stage_distribution(kind, shape, k, b, transition,
                                                                parametrization):
-  """choice and chosen_value are inverse; choice_probs is the stage
-  distribution on the possible choices, smoothed by eps, zero elsewhere."""
+  """choice and chosen_value are inverse; choice_frequencies is the stage
+  distribution on the possible choices, with a floor of about 2^-16, zero
+  elsewhere (integer logits at fixed_point.TABLE_EXPONENT)."""
   config = upscale_config(shape, k, b, transition, parametrization, kind)
   denoiser = UpscaleDenoiser(config, ConstantLogits(np.zeros(config.output_classes)))
   batch = 4 * config.num_stages
@@ -230,16 +232,22 @@ def test_codec_choices_invert_and_carry_the_stage_distribution(kind, shape, k, b
   choice = denoiser.choice(future, past, stage)
   assert 0 <= choice.numpy().min() and choice.numpy().max() < denoiser.num_choices
   np.testing.assert_array_equal(denoiser.chosen_value(choice, past, stage), future)
-  logits = 3.0 * tf.random.stateless_normal([batch, *shape, config.output_classes], [8, 9])
-  probs = denoiser.choice_probs(logits, past, stage).numpy()
-  np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+  scale = 2.0**fixed_point.TABLE_EXPONENT
+  integer_logits = tf.cast(tf.round(3.0 * scale * tf.random.stateless_normal(
+      [batch, *shape, config.output_classes], [8, 9])), tf.int64)
+  table = tf.constant(fixed_point.exp_table())
+  freqs = denoiser.choice_frequencies(
+      integer_logits, past, stage, lambda l: fixed_point.softmax_weights(l, table)).numpy()
+  assert freqs.dtype == np.int64
+  probs = freqs / freqs.sum(-1, keepdims=True)
+  logits = tf.cast(integer_logits, tf.float32) / scale
   log_p = distributions.log_prob(denoiser.stage_logits(logits, past, stage),
                                  denoiser.target(future, stage))
   picked = np.take_along_axis(probs, choice.numpy()[..., None], -1)[..., 0]
-  bound = distributions.EPSILON * denoiser.num_choices
-  np.testing.assert_allclose(picked, np.exp(log_p), atol=bound + 1e-6)
-  possible = probs > 0
-  assert np.all(picked > 0) and probs[possible].min() >= distributions.EPSILON * (1 - 1e-5)
+  bound = 2.0**-16 * denoiser.num_choices + 2.0**-19
+  np.testing.assert_allclose(picked, np.exp(log_p), atol=bound)
+  possible = freqs > 0
+  assert np.all(picked > 0) and probs[possible].min() >= 2.0**-16 / (1 + 2.0**-16 * 21)
   # text8 pads its rows of 1-21 possible values to A = 21 choices.
   assert possible.all() == (transition != "text8")
 

@@ -36,7 +36,7 @@ class Denoiser(tf.Module):
   tf_ardm.models.upscale). A stage turns x_past into x_future, one OA-ARDM
   over the D positions: for OA, x_past is the absorbing state and
   x_future = x. The stage hooks (`stage_inputs`, `stage_logits`, `target`,
-  `value`, `conditioning`, and the codec's `num_choices`, `choice_probs`,
+  `value`, `conditioning`, and the codec's `num_choices`, `choice_frequencies`,
   `choice`, `chosen_value`) are where an Upscale denoiser differs; every
   `stage` argument is int32 [B] (zeros when None).
 
@@ -82,14 +82,6 @@ class Denoiser(tf.Module):
   def num_choices(self):
     """A, the symbols the lossless codec codes a position with (OA: the K classes)."""
     return self.config.num_classes
-
-  def choice_probs(self, logits, x_past, stage):
-    """The codec's probabilities float32 [B, *shape, A] of every choice (spec §5.2).
-
-    OA: `distributions.safe_probs` of the network's logits [B, *shape, K].
-    """
-    del x_past, stage
-    return distributions.safe_probs(logits)
 
   def choice_frequencies(self, logits, x_past, stage, softmax):
     """The integer codec's frequencies int64 [B, *shape, A] >= 1 of every choice.

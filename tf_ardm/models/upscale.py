@@ -9,7 +9,6 @@ hooks.
 """
 import tensorflow as tf
 
-from tf_ardm.generation import distributions
 from tf_ardm.models import ardm
 from tf_ardm.networks import fixed_point
 
@@ -116,24 +115,10 @@ class StageSpace(tf.Module):
     full = tf.concat([shape, [self.num_choices]], 0)
     return tf.reshape(values, full), tf.reshape(real, full)
 
-  def choice_probs(self, logits, x_past, stage):
-    """The codec's probabilities float32 [B, ..., A] of each choice (spec §5.2).
-
-    `distributions.safe_probs` of the stage distribution (`log_probs`),
-    restricted to the possible choices: padding gets probability 0.
-    """
-    log_probs = self.log_probs(logits, x_past, stage)
-    if self.parametrization == "direct":
-      return distributions.safe_probs(log_probs)
-    values, real = self._choices(x_past, stage)
-    rank = len(values.shape) - 1
-    return distributions.safe_probs(tf.gather(log_probs, values, batch_dims=rank), real)
-
   def choice_frequencies(self, logits, x_past, stage, softmax):
     """The integer codec's frequencies int64 [B, ..., A] of each choice.
 
-    The exact counterpart of `choice_probs` for int64 logits of an integer
-    network: direct, the softmax weights of the stage's b digits; data, the
+    For int64 logits of an integer network (the codec's): direct, the softmax weights of the stage's b digits; data, the
     weights of the K data classes summed into the values of x_future that
     step r can reach (exact: 0/1 sums of integers below 2^30 in float64),
     restricted to the possible choices (padding gets 0); then
@@ -145,8 +130,16 @@ class StageSpace(tf.Module):
       picked = tf.gather(digits, stage, axis=len(logits.shape) - 1, batch_dims=1)
       return fixed_point.frequencies(softmax(picked))
     r = self._level(stage)
-    weights = softmax(logits)
     rank = len(logits.shape)
+    # Only the data classes that reach x_past take part, so that the softmax
+    # is relative to their largest logit (full precision where it matters).
+    reach = tf.gather(tf.gather(self.cumulative, r + 1), tf.range(self.num_outputs), axis=1)
+    reach = tf.reshape(reach, tf.concat([[-1], tf.ones([rank - 2], tf.int32),
+                                         [self.num_outputs]], 0))
+    reachable = tf.equal(reach, x_past[..., None])
+    weights = softmax(tf.where(reachable, logits, tf.reduce_min(logits, -1, keepdims=True) -
+                               2**30))
+    weights = tf.where(reachable, weights, 0)
     k = self.transition.input_classes
     weights = tf.pad(weights, [[0, 0]] * (rank - 1) + [[0, k - self.num_outputs]])
     bar = tf.cast(tf.gather(self.cumulative_matrices, r), tf.float64)  # [B, K', K']
@@ -205,9 +198,6 @@ class UpscaleDenoiser(ardm.Denoiser):
   @property
   def num_choices(self):
     return self.space.num_choices
-
-  def choice_probs(self, logits, x_past, stage):
-    return self.space.choice_probs(logits, x_past, stage)
 
   def choice_frequencies(self, logits, x_past, stage, softmax):
     return self.space.choice_frequencies(logits, x_past, stage, softmax)
