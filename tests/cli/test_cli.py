@@ -79,6 +79,9 @@ FLAG_ERRORS = [
      "python -m tf_ardm.compress does not take --dataset, --num; see --help"),
     ("sample --workdir=x", "python -m tf_ardm.sample does not take --workdir"),
     ("cli.demo --model=x", "python -m tf_ardm.cli.demo does not take --model"),
+    ("export --max_batch=0", "--max_batch=0"),
+    # The codec has no micro-batches any more: the former flag is unknown.
+    ("export --micro_batch=16", "micro_batch"),
 ]
 # Each command's --help, then train's --helpfull.
 HELP = [(MODULES[c], ["--help"]) for c in flags_lib.COMMANDS] + [("train", ["--helpfull"])]
@@ -106,7 +109,7 @@ EXPECTED_FLAGS = {
     "sample": ["model", "budget", "num", "out", "infill", "known", "verbose"],
     "compress": ["model", "budget", "normalize", "overwrite", "verbose"],
     "decompress": ["model", "overwrite", "verbose"],
-    "export": ["model", "export_dir", "version", "micro_batch", "verbose"],
+    "export": ["model", "export_dir", "version", "max_batch", "data_dir", "verbose"],
     "demo": ["workdir", "passes", "verbose"],
 }
 # Flags of TF and absl: only --helpfull lists them.
@@ -489,7 +492,11 @@ BAD_INPUT = [
     ("decompress", [f"--model={SHIPPED}", "{d}/x.npy", "{d}/out.npy"], "not an .ardm file"),
     ("decompress", [f"--model={SHIPPED}", "{d}/empty.ardm", "{d}/a_file/out.npy"],
      "Not a directory"),
-    ("export", ["--model={d}/missing", "--export_dir={d}/export"], "no trained model"),
+    # --model may be a model directory or an export.
+    ("export", ["--model={d}/missing", "--export_dir={d}/export"],
+     "is not a SavedModel export (no saved_model.pb) nor a trained model directory"),
+    ("export", ["--model={d}/corrupt_model", "--export_dir={d}/export", "--max_batch=0"],
+     "--max_batch=0"),
     ("export", ["--checkpoint={d}/corrupt_model", "--export_dir={d}/export"], "corrupt"),
     ("export", ["--model={d}/corrupt_model", "--export_dir={d}/a_file/export"],
      "Not a directory"),
@@ -524,6 +531,92 @@ def test_bad_input_across_commands(bad_input_runs, case):
   d, before, result = bad_input_runs[case]
   assert one_line_error(result, BAD_INPUT[case][2]), result[2][-3000:]
   assert _snapshot(d) == before
+
+
+def _tiny_digits_models(root, seeds=(0, 1)):
+  """Untrained 8x8 digits model directories root/m<seed>, with made-up loss
+  components (every budget allowed)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tf_ardm import models  # pylint: disable=g-import-not-at-top
+  from tf_ardm.models import checkpoints  # pylint: disable=g-import-not-at-top
+  paths = []
+  for seed in seeds:
+    tf.keras.utils.set_random_seed(seed)
+    model = models.build(tiny_config(shape=(8, 8, 1), num_classes=17))
+    model.heldout_loss_components = np.linspace(2.0, 0.1, 64, dtype=np.float32) / 64
+    paths.append(root / f"m{seed}")
+    checkpoints.save(model, str(paths[-1]))
+  return paths
+
+
+@pytest.mark.slow
+def test_ardm_files_are_version_2_lean_and_bound_to_their_model(tmp_path):
+  """compress writes container version 2: the model's arithmetic and
+  fingerprint once, then lean streams, those of the Python API. The model
+  decodes it exactly; another model, or a version-1 file, gives a one-line
+  error and writes nothing."""
+  from tf_ardm.coding import codec  # pylint: disable=g-import-not-at-top
+  from tf_ardm.coding import container  # pylint: disable=g-import-not-at-top
+  from tf_ardm.coding import stream  # pylint: disable=g-import-not-at-top
+  from tf_ardm.data import datasets  # pylint: disable=g-import-not-at-top
+  ours, other = _tiny_digits_models(tmp_path)
+  digit = datasets.load("digits").splits["test"][:1]
+  Image.fromarray(digit[0, ..., 0].astype(np.uint8), "L").save(tmp_path / "d.png")
+  v1 = os.path.join(REPO, "tests", "fixtures", "v1", "digit0.png.ardm")
+  with open(v1, "rb") as f:
+    v1_bytes = f.read()
+  packed = tmp_path / "d.png.ardm"
+  results = forked_cli.run_many([
+      ("compress", [f"--model={ours}", "--budget=4", str(tmp_path / "d.png"), str(packed)]),
+      ("decompress", [f"--model={ours}", "-v", str(packed), str(tmp_path / "back.png")]),
+      ("decompress", [f"--model={other}", str(packed), str(tmp_path / "wrong.png")]),
+      ("decompress", [f"--model={ours}", v1, str(tmp_path / "v1.png")])])
+  assert results[0][0] == 0, results[0][2][-3000:]
+  assert results[1][0] == 0, results[1][2][-3000:]
+  assert "bits/dim" in results[1][1]
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "back.png")),
+                                np.asarray(Image.open(tmp_path / "d.png")))
+
+  data = packed.read_bytes()
+  assert data[:5] == container.MAGIC + bytes([2])
+  original, fingerprint, streams = container.unpack(data, str(packed))
+  coder = codec.load(str(ours))
+  assert fingerprint == coder.fingerprint != codec.load(str(other)).fingerprint
+  assert container.pack(original, streams, fingerprint, stream.ARITHMETIC) == data
+  assert len(streams) == 1 and not streams[0].startswith(stream.MAGIC)
+  assert stream.read_header(streams[0], None, lean=True) == (4, 1, 6)
+  assert streams == coder.compress_each(digit, 4, lean=True)
+
+  assert one_line_error(results[2], f"{packed}: {stream.FOREIGN}"), results[2][2]
+  assert "model fingerprint mismatch" in results[2][2]
+  assert one_line_error(results[3], f"{v1}: a version-1 .ardm file"), results[3][2]
+  assert stream.FORMAT_1_READER in results[3][2]
+  assert not (tmp_path / "wrong.png").exists() and not (tmp_path / "v1.png").exists()
+  with open(v1, "rb") as f:
+    assert f.read() == v1_bytes
+
+
+@pytest.mark.slow
+def test_export_takes_max_batch_and_re_exports_an_export(tmp_path):
+  """export --max_batch bounds the codec's network calls only; --model may
+  be an export, whose model is exported again into the same integer model."""
+  from tf_ardm.coding import codec  # pylint: disable=g-import-not-at-top
+  model_dir, = _tiny_digits_models(tmp_path, seeds=(0,))
+  first, second = tmp_path / "export", tmp_path / "again"
+  results = forked_cli.run_many([
+      ("export", [f"--model={model_dir}", f"--export_dir={first}", "--max_batch=8", "-v"]),
+      ("export", [f"--model={first}", f"--export_dir={second}", "--version=2"])])
+  for returncode, stdout, stderr in results:
+    assert returncode == 0, stderr[-3000:]
+    assert "codec export: " in stdout
+  assert re.search(r"exported in \d+\.\d s", results[0][1])
+  assert (first / "serving" / "1" / "saved_model.pb").is_file()
+  assert (second / "serving" / "2" / "saved_model.pb").is_file()
+  exported, again = codec.load(str(first)), codec.load(str(second))
+  in_memory = codec.load(str(model_dir))
+  assert exported.max_batch == 8
+  assert again.max_batch == in_memory.max_batch == codec.default_max_batch(64)
+  assert exported.fingerprint == again.fingerprint == in_memory.fingerprint
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ WEIGHT_MAX (12-bit signed) with a power-of-two exponent per output channel.
 Requantisation is `shift_round`: round half up of q * 2^-s, s >= 0.
 """
 import decimal
+import fractions
 import functools
 import math
 
@@ -78,10 +79,21 @@ def rescale(q, f, f_out):
 
 
 def exponent_for(max_abs, limit=ACT_MAX, headroom=2.0):
-  """The largest f with max_abs * headroom * 2^f <= limit (max_abs > 0 float)."""
+  """The largest f with max_abs * headroom * 2^f <= limit (max_abs > 0 float).
+
+  Exact (rational arithmetic corrects the float estimate), so the choice
+  never depends on the machine's log2. 0 for max_abs <= 0.
+  """
   if not max_abs > 0:
     return 0
-  return int(math.floor(math.log2(limit / (max_abs * headroom))))
+  peak = fractions.Fraction(max_abs) * fractions.Fraction(headroom)
+  f = int(math.floor(math.log2(limit / (max_abs * headroom))))
+  fits = lambda e: peak * fractions.Fraction(2)**e <= limit
+  while not fits(f):
+    f -= 1
+  while fits(f + 1):
+    f += 1
+  return f
 
 
 def matmul(q, w):
@@ -148,7 +160,8 @@ class Linear:
     """
     if self.f_out is None:
       peak = float(np.max(np.abs(acc.numpy()) * np.exp2(-(self.g + self.f_in)), initial=0))
-      self.f_out = exponent_for(peak, self.limit)
+      # A layer silent on the calibration batch keeps its input's exponent.
+      self.f_out = exponent_for(peak, self.limit) if peak > 0 else self.f_in
     return saturate(shift_round(acc, self.f_in + self.g - self.f_out), self.limit)
 
 
@@ -199,7 +212,9 @@ def table(name, f_in, f_out, first, last):
       for j in np.nonzero(near)[0]:
         x = decimal.Decimal(int(first + j)) / (decimal.Decimal(2)**f_in)
         out[j] = _decimal_round(_exact_function(name, x) * decimal.Decimal(2)**f_out)
-  return out.astype(np.int64)
+  out = out.astype(np.int64)
+  out.setflags(write=False)  # Cached: shared by every caller.
+  return out
 
 
 def exp_table():
@@ -262,6 +277,9 @@ class Normalization:
     self.gamma = np.round(gamma * 2.0**self.g).astype(np.int64)
     self.beta = np.round(beta * 2.0**self.f_out).astype(np.int64)
     self.eps = max(1, int(round(epsilon * 2.0**(2 * (self.f_in + _STD_BITS)))))
+    # The variance of values within +-ACT_MAX is below 2^30, so var 2^30 < 2^60.
+    if self.eps >= 2**63 - 2**60:
+      raise BoundError(f"{name}: epsilon too large at input exponent {self.f_in}")
     # |x - mean| * gamma * 2^shift < 2^17 * 2^11 * 2^shift must stay < 2^62.
     self.shift = _STD_BITS + self.f_out - self.g
     if 17 + WEIGHT_BITS + self.shift >= 62:
@@ -281,7 +299,7 @@ class Normalization:
     mean = div_round(tf.reduce_sum(grouped, axes, keepdims=True), n)
     d = grouped - mean
     # var 2^(2 _STD_BITS) in x's units squared, without overflow: the sum of
-    # squares is Q n + R with Q < 2^32 and R < n.
+    # squares is Q n + R with Q < 2^30 (values within +-ACT_MAX) and R < n.
     total = tf.reduce_sum(d * d, axes, keepdims=True)
     quotient, remainder = tf.math.floordiv(total, n), tf.math.floormod(total, n)
     var = quotient * 2**(2 * _STD_BITS) + div_round(remainder * 2**(2 * _STD_BITS), n)

@@ -126,8 +126,10 @@ class IntegerNetwork(tf.Module):
     """a + b at the finer exponent that still fits (calibrated)."""
     f = min(a.f, b.f)
     total = fp.rescale(a.q, a.f, f) + fp.rescale(b.q, b.f, f)
-    op = self.op(name, lambda: _Exponent(fp.exponent_for(
-        float(np.max(np.abs(total.numpy()), initial=0)) * 2.0**-f)))
+    def make():
+      peak = float(np.max(np.abs(total.numpy()), initial=0)) * 2.0**-f
+      return _Exponent(fp.exponent_for(peak) if peak > 0 else f)
+    op = self.op(name, make)
     return Fixed(fp.saturate(fp.rescale(total, f, min(f, op.f))), min(f, op.f))
 
   def concat(self, parts):
