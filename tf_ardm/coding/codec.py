@@ -102,7 +102,7 @@ class Codec(servable.Servable):
     config = model.config
     self.shape = list(config.shape)
     d, a = self.num_steps, self.denoiser.num_choices
-    self.max_batch = int(max_batch or default_max_batch(d))
+    self.max_batch = int(default_max_batch(d) if max_batch is None else max_batch)
     if self.max_batch < 1:
       raise UserError(f"the codec's batch must be at least 1, got {self.max_batch}")
     self.absorbing = config.absorbing
