@@ -109,9 +109,12 @@ class Servable(tf.Module):
     self.config = tf.function(lambda: self.config_json, input_signature=[])
 
   def _check_x(self, x):
-    tf.debugging.assert_greater_equal(x, 0, message="x has values < 0")
-    tf.debugging.assert_less(x, self.num_classes,
-                             message=f"x has values >= K = {self.num_classes}")
+    """x, readable only after its range checks (so no lookup sees bad values)."""
+    checks = [tf.debugging.assert_greater_equal(x, 0, message="x has values < 0"),
+              tf.debugging.assert_less(x, self.num_classes,
+                                       message=f"x has values >= K = {self.num_classes}")]
+    with tf.control_dependencies(checks):
+      return tf.identity(x)
 
   def _check_batch(self, x, other, name):
     """`other`, once its batch size is checked against that of x."""
@@ -149,7 +152,7 @@ class Servable(tf.Module):
     return [tf.fill([batch], s) for s in range(self.num_stages)]
 
   def _log_prob(self, x, budget):
-    self._check_x(x)
+    x = self._check_x(x)
     batch = tf.shape(x)[0]
     stage_policies = self._stage_policies(budget)
     bits = tf.add_n([
@@ -164,7 +167,7 @@ class Servable(tf.Module):
     return masks.sample_sigma(batch, self.num_steps, seed=seeds[0]), seeds[1]
 
   def _elbo(self, x, policy, seed):
-    self._check_x(x)
+    x = self._check_x(x)
     tf.debugging.assert_positive(tf.size(policy), message="the policy is empty")
     tf.debugging.assert_equal(policy[..., 0], 0, message="a policy starts at 0")
     tf.debugging.assert_less(policy[..., -1], self.num_steps,
@@ -183,7 +186,7 @@ class Servable(tf.Module):
         x, sigma, tf.gather(policy, stage), index, stage)}
 
   def _step_loss(self, x, t, seed):
-    self._check_x(x)
+    x = self._check_x(x)
     t = self._check_batch(x, t, "t")
     tf.debugging.assert_greater_equal(t, 0, message="t must be >= 0")
     total = self.num_stages * self.num_steps
@@ -199,7 +202,7 @@ class Servable(tf.Module):
     return {"samples": samples}
 
   def _absorbing_elbo(self, x, diffusion_steps, seed):
-    self._check_x(x)
+    x = self._check_x(x)
     return {"elbo_bpd": absorbing.elbo(self.denoiser, x, diffusion_steps,
                                        tf.stack([seed, 5]))}
 
@@ -215,7 +218,7 @@ class Servable(tf.Module):
     In every stage the known positions come first in the order and hold that
     stage's x_future of x; the last stage leaves them equal to x.
     """
-    self._check_x(x)
+    x = self._check_x(x)
     known = self._check_batch(x, known, "known")
     batch = tf.shape(x)[0]
     known = tf.reshape(tf.cast(known > 0, tf.int32), [batch, self.num_steps])
