@@ -52,7 +52,7 @@ class IntegerConstantLogits(integer.IntegerNetwork):
     self.values = integer_logits(logits)  # int64 [K]
     self.constant(self.values)  # Stored now; looked up in every call.
 
-  def __call__(self, x_in, t, mask):
+  def __call__(self, x_in, t, mask, direct_conv=True):
     del t, mask
     self.calibrated = True
     return tf.broadcast_to(self.constant(self.values),
@@ -93,7 +93,7 @@ class IntegerCountingLogits(integer.IntegerNetwork):
     self.k = int(num_classes)
     self.peak = int(integer_logits(peak))
 
-  def __call__(self, x_in, t, mask):
+  def __call__(self, x_in, t, mask, direct_conv=True):
     del t
     known = tf.reduce_sum(tf.cast(mask, tf.int64), axis=[1, 2, 3])
     target = tf.math.floormod(known, self.k)

@@ -6,8 +6,10 @@ They must decode with the current code to exactly the original file (PNG:
 its pixels; NPY: its array and dtype; text: its bytes), and compressing the
 original again at the same budget must give the same bytes: the stream and
 container formats and the codec fingerprints are unchanged.
-tests/fixtures/v1/ holds format-1 files (float arithmetic, commit 35361ba):
-they must be refused with the one-line error that says how to read them.
+tests/fixtures/v1/ holds format-1 files (float arithmetic, commit 35361ba),
+and tests/fixtures/v2_arithmetic1/ format-2 files of the retired arithmetic 1
+(commit b4a784b): they must be refused with the one-line error that says how
+to read them.
 """
 import collections
 import os
@@ -28,6 +30,7 @@ from conftest import REPO  # pylint: disable=g-bad-import-order
 ZOO = os.path.join(REPO, "savedmodels")
 V1 = os.path.join(REPO, "tests", "fixtures", "v1")
 V2 = os.path.join(REPO, "tests", "fixtures", "v2")
+V2_ARITHMETIC1 = os.path.join(REPO, "tests", "fixtures", "v2_arithmetic1")
 SHIPPED = sorted(name for name in os.listdir(ZOO)
                  if os.path.isdir(os.path.join(ZOO, name, "serving")))
 # Decoding and loading the Upscale-4 model take a while.
@@ -47,6 +50,8 @@ def test_every_fixture_is_tested():
   for folder in (V1, V2):
     assert sorted(os.listdir(folder)) == sorted(
         ["README.md"] + [f.name for f in FIXTURES] + [f.name + ".ardm" for f in FIXTURES])
+  assert sorted(os.listdir(V2_ARITHMETIC1)) == sorted(
+      ["README.md"] + [f.name + ".ardm" for f in FIXTURES if f.model not in SLOW_MODELS])
   assert {f.model for f in FIXTURES} == set(SHIPPED)
 
 
@@ -126,12 +131,15 @@ def test_v2_stream_decodes_to_the_original_and_recodes_to_the_same_bytes(fixture
     assert recoded == f.read()
 
 
-def test_v1_files_are_refused_with_a_way_to_read_them(tmp_path):
+@pytest.mark.parametrize("folder,says", [
+    (V1, ("version-1", "73df71d")),
+    (V2_ARITHMETIC1, ("retired arithmetic 1", "b4a784b"))])
+def test_old_files_are_refused_with_a_way_to_read_them(tmp_path, folder, says):
   cases = [("decompress", [f"--model={os.path.join(ZOO, f.model)}",
-                           os.path.join(V1, f.name + ".ardm"), str(tmp_path / f.name)])
+                           os.path.join(folder, f.name + ".ardm"), str(tmp_path / f.name)])
            for f in FIXTURES if f.model not in SLOW_MODELS]
   for (_, argv), (code, _, err) in zip(cases, forked_cli.run_many(cases)):
     lines = err.strip().splitlines()
     assert code != 0 and len(lines) == 1, (argv, err[-2000:])
-    assert "version-1" in lines[0] and "73df71d" in lines[0], lines[0]
+    assert all(s in lines[0] for s in says), lines[0]
   assert not os.listdir(tmp_path)

@@ -91,6 +91,20 @@ class Transition:
       bar[r, row[cols], cols] = 1.0
     return bar
 
+  def class_segments(self):
+    """The data classes grouped by their value after r steps, for r = 0..S.
+
+    Returns (order int32 [S+1, K], bounds int32 [S+1, K'+1]): order[r] lists
+    the K data classes sorted (stably) by their value after r steps, and the
+    classes that r steps map to v are order[r][bounds[r][v]:bounds[r][v+1]]
+    (none when the two are equal).
+    """
+    reach = self.cumulative()[:, :self.num_classes]
+    order = np.argsort(reach, axis=1, kind="stable").astype(np.int32)
+    bounds = np.stack([np.searchsorted(np.sort(row), np.arange(self.input_classes + 1))
+                       for row in reach]).astype(np.int32)
+    return order, bounds
+
   def choices(self):
     """What each step can undo: choices int32 [S, K', A] and counts int32 [S, K'].
 

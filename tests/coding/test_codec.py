@@ -44,7 +44,6 @@ from conftest import REPO  # pylint: disable=g-bad-import-order
 TEXT_LEN = 32
 # Format-1 .ardm files (container version 1, format-1 streams): tests/fixtures/v1.
 V1_FILES = sorted(glob.glob(os.path.join(REPO, "tests", "fixtures", "v1", "*.ardm")))
-ZOO_DIGITS = os.path.join(REPO, "savedmodels", "digits")
 
 
 def _model(config, seed=0):
@@ -406,15 +405,16 @@ def test_integer_and_float_code_lengths_agree_and_the_payload_follows(digits_cod
 
 
 @pytest.mark.slow
-def test_trained_model_integer_bits_match_exact_bits(digits):
-  """The zoo's trained digits model (restored from its servable export),
-  calibrated as an export would be: integer_bits within 1% of exact_bits and
-  the lean solid payload within a flush of integer_bits."""
-  model = servable.restore_model(ZOO_DIGITS)
+@pytest.mark.parametrize("name,count", [("digits", 16), ("text", 4), ("photos_upscale4", 8)])
+def test_trained_model_integer_bits_match_exact_bits(name, count):
+  """Each zoo model (restored from its servable export), calibrated as an
+  export would be: integer_bits within 1% of exact_bits on its test split,
+  and the lean solid payload within a flush of integer_bits."""
+  model = servable.restore_model(os.path.join(REPO, "savedmodels", name))
   coder = _coder(model, codec_lib.calibration_data(model.config))
-  x = digits[:16]
+  x = np.asarray(datasets.split(model.config, "test", None, count))
   integer_bits, exact = coder.integer_bits(x, 8), coder.exact_bits(x, 8)
-  print(f"zoo digits, budget 8: integer {integer_bits.sum():.3f} bits, float "
+  print(f"zoo {name}, budget 8: integer {integer_bits.sum():.3f} bits, float "
         f"{exact.sum():.3f}, ratio {integer_bits.sum() / exact.sum():.6f}")
   assert abs(integer_bits.sum() / exact.sum() - 1) < 0.01
   np.testing.assert_allclose(integer_bits, exact, rtol=0.03)
@@ -448,6 +448,7 @@ def test_any_batch_size_codes_the_same_bytes(digits_coder, digits):
 def _check_xla_off(coder, x, budget):
   """The plain TF network function gives the XLA one's streams, code lengths
   and decodes."""
+  coder.set_xla(True)
   each, solid = coder.compress_each(x, budget), coder.compress(x, budget)
   bits = coder.integer_bits(x, budget)
   assert coder.module.use_xla.numpy()
@@ -460,8 +461,28 @@ def _check_xla_off(coder, x, budget):
     np.testing.assert_array_equal(coder.decompress_each(each), x)
     np.testing.assert_array_equal(coder.decompress(solid), x)
   finally:
-    coder.set_xla(True)
+    coder.set_xla(None)
   np.testing.assert_array_equal(coder.decompress(solid), x)
+
+
+def test_the_coder_picks_xla_for_large_jobs_only(digits_coder, digits):
+  """Auto (the default): plain TF below AUTO_XLA_WORK position-calls, XLA from
+  it on; an explicit choice holds whatever the job."""
+  assert digits_coder.xla is None
+  # Digits: D = 64 positions; at budget 64, 64 datapoints are 2^18 position-calls.
+  assert codec_lib.AUTO_XLA_WORK == 64 * 64 * 64
+  digits_coder.compress(digits[:1], 8)
+  assert not digits_coder.module.use_xla.numpy()
+  digits_coder.compress(digits[:64], 64)
+  assert digits_coder.module.use_xla.numpy()
+  digits_coder.compress(digits[:63], 64)
+  assert not digits_coder.module.use_xla.numpy()
+  try:
+    digits_coder.set_xla(True)
+    digits_coder.compress(digits[:1], 8)
+    assert digits_coder.module.use_xla.numpy()
+  finally:
+    digits_coder.set_xla(None)
 
 
 def test_xla_on_and_off_code_the_same_bytes(digits_coder, text_coder, digits):

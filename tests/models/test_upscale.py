@@ -217,6 +217,19 @@ def test_choices_list_what_each_step_undoes():
   assert counts[0][[0, 1, 28, 29]].tolist() == [1, 1, 5, 21]
 
 
+@pytest.mark.parametrize("transition", [tr.zero_least_significant_digit(16, 2),
+                                        tr.augment_least_significant_digit(16, 4),
+                                        tr.augment_text8()])
+def test_class_segments_group_the_data_classes_by_their_value_after_r_steps(transition):
+  order, bounds = transition.class_segments()
+  reach = transition.cumulative()[:, :transition.num_classes]
+  for r in range(transition.num_stages + 1):
+    assert sorted(order[r].tolist()) == list(range(transition.num_classes))
+    for v in range(transition.input_classes):
+      members = order[r][bounds[r][v]:bounds[r][v + 1]]
+      assert sorted(members.tolist()) == np.flatnonzero(reach[r] == v).tolist()
+
+
 @pytest.mark.parametrize("kind,shape,k,b,transition,parametrization", MODEL_CASES)
 def test_codec_choices_invert_and_carry_the_stage_distribution(kind, shape, k, b, transition,
                                                                parametrization):
@@ -250,6 +263,23 @@ def test_codec_choices_invert_and_carry_the_stage_distribution(kind, shape, k, b
   assert np.all(picked > 0) and probs[possible].min() >= 2.0**-16 / (1 + 2.0**-16 * 21)
   # text8 pads its rows of 1-21 possible values to A = 21 choices.
   assert possible.all() == (transition != "text8")
+  # Exact: each choice's mass is the integer sum of the softmax weights of
+  # the data classes (reaching x_past) that r steps map to it.
+  if parametrization == "data":
+    steps = config.upscale_transition.cumulative()[:, :k]
+    level = config.num_stages - 1 - stage.numpy()
+    values, real = (v.numpy() for v in denoiser.space._choices(past, stage))
+    past_np, logits_np = past.numpy(), integer_logits.numpy()
+    for i in range(0, batch, 3):
+      reach = steps[level[i] + 1][None] == past_np[i].reshape(-1, 1)  # [P, K]
+      masked = np.where(reach, logits_np[i].reshape(-1, k),
+                        logits_np[i].min() - 2**30)
+      weights = np.where(reach, fixed_point.softmax_weights(
+          tf.constant(masked), table).numpy(), 0)
+      hits = steps[level[i]][None, None, :] == values[i].reshape(len(masked), -1, 1)
+      mass = (hits * weights[:, None, :]).sum(-1).reshape(values[i].shape)
+      expected = fixed_point.frequencies(tf.constant(mass), tf.constant(real[i])).numpy()
+      np.testing.assert_array_equal(freqs[i], expected)
 
 
 @pytest.mark.parametrize("args,message", [

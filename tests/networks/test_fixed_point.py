@@ -163,9 +163,11 @@ def _conv3x3_reference(q, k):
   return out
 
 
-def _conv3x3(q, k):
+def _conv3x3(q, k, chunk=None, direct=True):
+  """fp.conv3x3 of integer arrays q [B, H, W, C] and k [3, 3, C, O] (as float32)."""
   k = np.asarray(k)
-  return fp.matmul(fp.patches3x3(tf.constant(q)), tf.constant(k.reshape([-1, k.shape[-1]])))
+  return fp.conv3x3(tf.constant(q, tf.float32), tf.constant(k.reshape([-1, k.shape[-1]]),
+                                                            tf.float32), chunk, direct)
 
 
 def test_patches3x3_layout_and_zero_padding():
@@ -180,56 +182,105 @@ def test_patches3x3_layout_and_zero_padding():
   assert (p[:, 0, :, :6] == 0).all() and (p[:, :, 0, 0:2] == 0).all()
 
 
+@pytest.mark.parametrize("fan_in", [1, 9, 64, 128, 129, 512, 513, 1152, 2304, 4608, 100000])
+def test_gemm_limits_keep_every_chunk_below_two_to_the_24(fan_in):
+  weight_max, chunk = fp.gemm_limits(fan_in)
+  assert fp.MIN_WEIGHT_MAX <= weight_max <= fp.GEMM_WEIGHT_MAX
+  assert chunk * fp.GEMM_INPUT_MAX * weight_max < fp.F32_SUM_BOUND
+  chunks = -(-fan_in // chunk)
+  assert -(-fan_in // chunks) == chunk  # Chunks of equal size, the last one shorter.
+  if chunks > 1:  # The fewest chunks: one fewer leaves too few weight levels.
+    fewer = -(-fan_in // (chunks - 1))
+    assert (fp.F32_SUM_BOUND - 1) // (fewer * fp.GEMM_INPUT_MAX) < fp.MIN_WEIGHT_MAX
+  # The largest weight limit at that chunk size.
+  assert (min(fp.GEMM_WEIGHT_MAX, weight_max + 1) == weight_max or
+          chunk * fp.GEMM_INPUT_MAX * (weight_max + 1) >= fp.F32_SUM_BOUND)
+  # Operands within 11 significant bits: exact in TF32 and float16 as well.
+  assert fp.GEMM_INPUT_MAX <= 2**11 and fp.GEMM_WEIGHT_MAX < 2**11
+
+
+def test_gemm_limits_refuse_inputs_outside_the_narrowed_range():
+  for bad in (0, fp.GEMM_INPUT_MAX + 1):
+    with pytest.raises(fp.BoundError, match="matmul input limit"):
+      fp.gemm_limits(16, bad)
+  assert fp.gemm_limits(16, 1) == (fp.GEMM_WEIGHT_MAX, 16)
+
+
+def _edge_operands(rng, shape_a, n, o, weight_max):
+  """Operands at the limits, random signs, and one output channel whose sums
+  all have one sign: partial sums up to chunk * 256 * weight_max, with odd
+  low bits so that any float32 rounding would show."""
+  a = fp.GEMM_INPUT_MAX * rng.choice([-1, 1], [*shape_a, n])
+  a[..., ::7] -= np.sign(a[..., ::7])  # 255s among the 256s.
+  w = weight_max * rng.choice([-1, 1], [n, o])
+  w[::5] -= np.sign(w[::5])
+  w[:, 0] = np.abs(w[:, 0])
+  a.reshape(-1, n)[0] = np.abs(a.reshape(-1, n)[0])
+  return a.astype(np.int64), w.astype(np.int64)
+
+
+@pytest.mark.parametrize("n", [300, 1152, 4608])
+def test_matmul_exact_at_the_float32_bound(n):
+  rng = np.random.default_rng(n)
+  weight_max, chunk = fp.gemm_limits(n)
+  a, w = _edge_operands(rng, [6], n, 5, weight_max)
+  expected = (_ints(a) @ _ints(w)).tolist()
+  # One chunk (n = 300) reaches up to 2^24; more chunks, beyond it.
+  assert expected[0][0] > (2**24 if chunk < n else 2**23)
+  assert expected[0][0] == int(np.abs(a[0]) @ np.abs(w[:, 0]))
+  args = tf.constant(a, tf.float32), tf.constant(w, tf.float32), chunk
+  assert _np(fp.matmul(*args)).tolist() == expected
+  jit = tf.function(lambda a, w: fp.matmul(a, w, chunk), jit_compile=True)
+  assert _np(jit(*args[:2])).tolist() == expected
+  # Leading axes are kept: [2, 3, n] x [n, 5] -> [2, 3, 5].
+  got = _np(fp.matmul(tf.reshape(args[0], [2, 3, n]), args[1], chunk))
+  assert got.dtype == np.int64 and got.reshape([6, 5]).tolist() == expected
+  if chunk < n:  # Without the chunks float32 sums pass 2^24 and round: they are needed.
+    assert _np(fp.matmul(*args[:2])).tolist() != expected
+
+
 @pytest.mark.parametrize("shape,channels", [((2, 5, 7), (3, 4)), ((3, 4, 4), (16, 8)),
-                                            ((1, 1, 1), (2, 3)), ((2, 2, 9), (5, 1))])
-def test_random_conv3x3_equals_the_numpy_int64_convolution(shape, channels):
+                                            ((1, 1, 1), (2, 3)), ((2, 2, 9), (5, 1)),
+                                            ((2, 4, 4), (130, 3))])
+@pytest.mark.parametrize("direct", [True, False])
+def test_random_conv3x3_equals_the_numpy_int64_convolution(shape, channels, direct):
   rng = np.random.default_rng(sum(shape) + sum(channels))
   c, o = channels
-  q = rng.integers(-fp.ACT_MAX, fp.ACT_MAX + 1, [*shape, c], dtype=np.int64)
-  k = rng.integers(-fp.WEIGHT_MAX, fp.WEIGHT_MAX + 1, [3, 3, c, o], dtype=np.int64)
-  got = _np(_conv3x3(q, k))
+  weight_max, chunk = fp.gemm_limits(9 * c)
+  q = rng.integers(-fp.GEMM_INPUT_MAX, fp.GEMM_INPUT_MAX + 1, [*shape, c], dtype=np.int64)
+  k = rng.integers(-weight_max, weight_max + 1, [3, 3, c, o], dtype=np.int64)
+  got = _np(_conv3x3(q, k, chunk, direct))
   assert got.dtype == np.int64
   np.testing.assert_array_equal(got, _conv3x3_reference(q, k))
   # Keras' float conv agrees on small integers (where float32 is exact too): same layout.
   small_q, small_k = q % 7 - 3, k % 5 - 2
   keras = tf.nn.conv2d(tf.constant(small_q, tf.float32), tf.constant(small_k, tf.float32),
                        1, "SAME")
-  np.testing.assert_array_equal(_np(_conv3x3(small_q, small_k)), _np(keras).astype(np.int64))
+  np.testing.assert_array_equal(_np(_conv3x3(small_q, small_k, None, direct)),
+                                _np(keras).astype(np.int64))
 
 
-def test_conv3x3_exact_at_the_bound_edge():
-  # Every input at +-ACT_MAX and every weight at +-WEIGHT_MAX, fan-in 9 * 512: sums near
-  # 2^38, far beyond float32's 2^24; signs random so that partial sums cancel.
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("jit", [False, True])
+def test_conv3x3_exact_at_the_bound_edge(direct, jit):
+  # Fan-in 9 * 256 at the operand limits: sums far beyond float32's 2^24,
+  # every chunk's just below it.
   rng = np.random.default_rng(6)
-  c, o = 512, 4
-  fp.check_sum_bound(9 * c, fp.ACT_MAX, fp.WEIGHT_MAX, "edge")
-  q = fp.ACT_MAX * rng.choice([-1, 1], [2, 3, 3, c])
-  k = fp.WEIGHT_MAX * rng.choice([-1, 1], [3, 3, c, o])
-  k[..., 0] = fp.WEIGHT_MAX  # One output channel sums with one sign: the largest sums.
-  q[0] = fp.ACT_MAX
-  expected = _conv3x3_reference(q, k)
-  assert expected[0, 1, 1, 0] == 9 * c * fp.ACT_MAX * fp.WEIGHT_MAX
-  np.testing.assert_array_equal(_np(_conv3x3(q, k)), expected)
-
-
-def test_matmul_exact_just_below_two_to_the_52():
-  # Sums up to fan_in * q_max * w_max < 2^52 with odd low bits: any float rounding shows.
-  rng = np.random.default_rng(7)
-  n, w_max = 300, fp.WEIGHT_MAX
-  q_max = (fp.SUM_BOUND - 1) // (n * w_max)
-  fp.check_sum_bound(n, q_max, w_max, "edge")
-  q = q_max - rng.integers(0, 1000, [6, n], dtype=np.int64)
-  q[3:] *= rng.choice([-1, 1], [3, n])
-  w = w_max - rng.integers(0, 3, [n, 5], dtype=np.int64)
-  w[:, 3:] *= rng.choice([-1, 1], [n, 2])
-  expected = (_ints(q) @ _ints(w)).tolist()
-  assert max(abs(v) for row in expected for v in row) > 2**51
-  assert _np(fp.matmul(tf.constant(q), tf.constant(w))).tolist() == expected
-  jit = tf.function(fp.matmul, jit_compile=True)
-  assert _np(jit(tf.constant(q), tf.constant(w))).tolist() == expected
-  # Leading axes are kept: [2, 3, n] x [n, 5] -> [2, 3, 5].
-  got = _np(fp.matmul(tf.constant(q.reshape([2, 3, n])), tf.constant(w)))
-  assert got.reshape([6, 5]).tolist() == expected
+  c, o = 256, 3
+  weight_max, chunk = fp.gemm_limits(9 * c)
+  assert chunk < 9 * c
+  a, _ = _edge_operands(rng, [2, 3, 3], c, o, weight_max)
+  _, w = _edge_operands(rng, [1], 9 * c, o, weight_max)
+  k = w.reshape([3, 3, c, o])
+  a[0] = np.abs(a[0])
+  expected = _conv3x3_reference(a, k)
+  # The centre of the first image sees all of it, every term positive.
+  assert expected[0, 1, 1, 0] == int((a[0] * k[..., 0]).sum()) > 2**26
+  conv = lambda x, kernel: fp.conv3x3(x, kernel, chunk, direct)
+  if jit:
+    conv = tf.function(conv, jit_compile=True)
+  got = conv(tf.constant(a, tf.float32), tf.constant(k.reshape([-1, o]), tf.float32))
+  np.testing.assert_array_equal(_np(got), expected)
 
 
 def test_check_sum_bound_raises_past_two_to_the_52():
@@ -240,11 +291,6 @@ def test_check_sum_bound_raises_past_two_to_the_52():
     fp.check_sum_bound(largest + 1, fp.ACT_MAX, fp.WEIGHT_MAX, "conv9")
   with pytest.raises(fp.BoundError):
     fp.check_sum_bound(1, 2**26, 2**26, "exactly 2^52")
-  # A layer checks it when it is built: fan-in 100 with inputs just too large.
-  input_max = fp.SUM_BOUND // (100 * fp.WEIGHT_MAX) + 1
-  fp.Linear(np.ones([100, 2]), None, 0, "fits", input_max=input_max - 1)
-  with pytest.raises(fp.BoundError, match="too_wide"):
-    fp.Linear(np.ones([100, 2]), None, 0, "too_wide", input_max=input_max)
 
 
 # ---------------------------------------------------------------- Linear ---
@@ -263,7 +309,8 @@ def test_linear_per_channel_weight_quantisation():
   f_in = 9
   layer = fp.Linear(w, b, f_in, "dense", f_out=6)
   assert layer.w.dtype == layer.b.dtype == layer.g.dtype == np.int64
-  assert np.abs(layer.w).max() <= fp.WEIGHT_MAX
+  assert (layer.weight_max, layer.chunk) == fp.gemm_limits(w.shape[0])
+  assert np.abs(layer.w).max() <= layer.weight_max
   for c in range(w.shape[1]):
     peak = np.abs(w[:, c]).max()
     g = int(layer.g[c])
@@ -271,16 +318,18 @@ def test_linear_per_channel_weight_quantisation():
     if peak == 0:
       assert g == 0 and not any(column)
       continue
-    # g is the largest exponent with peak 2^g <= WEIGHT_MAX; the column uses the range.
-    assert Fraction(peak) * Fraction(2)**g <= fp.WEIGHT_MAX < Fraction(peak) * Fraction(2)**(g + 1)
-    assert max(abs(v) for v in column) > fp.WEIGHT_MAX / 2
+    # g is the largest exponent with peak 2^g <= weight_max; the column uses the range.
+    top = layer.weight_max
+    assert Fraction(peak) * Fraction(2)**g <= top < Fraction(peak) * Fraction(2)**(g + 1)
+    assert max(abs(v) for v in column) > top / 2
     for v, x in zip(column, w[:, c]):
       assert abs(Fraction(v) - Fraction(x) * Fraction(2)**g) <= Fraction(1, 2)
     # The bias at exponent f_in + g_c.
     exact = Fraction(b[c]) * Fraction(2)**(g + f_in)
     assert abs(Fraction(int(layer.b[c])) - exact) <= Fraction(1, 2)
   arrays = layer.arrays()
-  assert len(arrays) == 4 and arrays[3].tolist() == [f_in, 6, fp.ACT_MAX]
+  assert len(arrays) == 4
+  assert arrays[3].tolist() == [f_in, 6, fp.ACT_MAX, fp.GEMM_INPUT_MAX, layer.chunk]
 
 
 def test_linear_requantize_against_the_documented_formula():
@@ -288,8 +337,8 @@ def test_linear_requantize_against_the_documented_formula():
   w, b = _linear_weights(rng)
   f_in, f_out = 9, 5
   layer = fp.Linear(w, b, f_in, "dense", f_out=f_out)
-  q = rng.integers(-fp.ACT_MAX, fp.ACT_MAX + 1, [50, w.shape[0]], dtype=np.int64)
-  acc = fp.matmul(tf.constant(q), tf.constant(layer.w)) + layer.b
+  q = rng.integers(-fp.GEMM_INPUT_MAX, fp.GEMM_INPUT_MAX + 1, [50, w.shape[0]], dtype=np.int64)
+  acc = layer.product(tf.constant(q, tf.float32), tf.constant(layer.w, tf.float32)) + layer.b
   expected_acc = _ints(q) @ _ints(layer.w) + _ints(layer.b)
   assert _np(acc).tolist() == expected_acc.tolist()
   got = _np(layer.requantize(acc))
@@ -313,8 +362,9 @@ def test_linear_calibration_picks_the_documented_exponent():
   for limit in (fp.ACT_MAX, 2**40):
     layer = fp.Linear(w, b, 9, "calibrated", limit=limit)
     assert layer.f_out is None
-    q = rng.integers(-fp.ACT_MAX, fp.ACT_MAX + 1, [30, w.shape[0]], dtype=np.int64)
-    acc = fp.matmul(tf.constant(q), tf.constant(layer.w)) + layer.b
+    q = rng.integers(-fp.GEMM_INPUT_MAX, fp.GEMM_INPUT_MAX + 1, [30, w.shape[0]],
+                     dtype=np.int64)
+    acc = layer.product(tf.constant(q, tf.float32), tf.constant(layer.w, tf.float32)) + layer.b
     y = _np(layer.requantize(acc))
     # The largest f_out with 2 peak 2^f_out <= limit, peak the largest |value| of the batch.
     values = [Fraction(int(a)) * Fraction(2)**-(9 + int(layer.g[c]))
@@ -329,12 +379,26 @@ def test_linear_calibration_picks_the_documented_exponent():
     assert layer.f_out == f
 
 
+def test_linear_narrow_rounds_to_the_input_exponent_and_saturates():
+  layer = fp.Linear(np.ones([3, 1]), None, 4, "narrow", f_out=0)
+  q = np.array([[16, 24, -24], [8, -8, 7], [2**15 - 1, -2**15 + 1, 4095]], np.int64)
+  got = _np(layer.narrow(tf.constant(q), 8))  # From exponent 8 to 4: round half up of q / 16.
+  assert got.dtype == np.float32
+  expected = [[max(-256, min(256, _round_half_up(Fraction(int(v), 16)))) for v in row]
+              for row in q]
+  assert got.tolist() == expected
+  assert expected[0] == [1, 2, -1] and expected[1] == [1, 0, 0] and expected[2] == [256, -256, 256]
+
+
 def test_linear_bias_too_large_for_its_exponent_raises():
   with pytest.raises(fp.BoundError, match="big_bias: bias too large"):
     fp.Linear(np.full([4, 1], 1.0), [2.0**40], 10, "big_bias")
 
 
 # --------------------------------------------------------- Normalization ---
+
+
+R = 25  # fixed_point's reciprocal bits, as documented.
 
 
 def _normalization_reference(op, q):
@@ -354,15 +418,19 @@ def _normalization_reference(op, q):
     n = len(x)
     mean = _round_half_up(Fraction(sum(x), n))
     total = sum((v - mean)**2 for v in x)
-    var = _round_half_up(Fraction(total * 2**30, n))
+    var = _round_half_up(Fraction(total * 4**op.std_bits, n))
     std = math.isqrt(var + op.eps)
+    # The normalised reciprocal: R significant bits of 2^e / std.
+    e = std.bit_length() - 1
+    reciprocal = 2**(R + e) // std
     block = q[where] - mean
     gamma = _ints(op.gamma)[where[-1]]
     beta = _ints(op.beta)[where[-1]]
     y = np.empty(block.shape, object)
     for index in np.ndindex(block.shape):
       ch = index[-1]
-      value = _round_half_up(Fraction(int(block[index]) * int(gamma[ch]) * 2**op.shift, std))
+      value = _round_half_up(Fraction(int(block[index]) * int(gamma[ch]) * reciprocal,
+                                      2**(R + e - op.shift)))
       y[index] = max(-fp.ACT_MAX, min(fp.ACT_MAX, value + int(beta[ch])))
     out[where] = y
   return out.tolist()
@@ -381,6 +449,7 @@ def _norm_inputs(rng, shape, f_in):
 
 def _check_parameters(op, gamma, beta, epsilon, f_in, f_out):
   peak = np.abs(gamma).max()
+  assert op.std_bits == 15
   assert op.g == min(math.floor(math.log2(fp.WEIGHT_MAX / peak)), 15 + f_out)
   assert np.abs(op.gamma).max() <= fp.WEIGHT_MAX
   np.testing.assert_array_equal(op.gamma, np.round(gamma * 2.0**op.g))
@@ -427,44 +496,46 @@ def test_normalization_keeps_rows_independent():
 
 
 def test_normalization_exact_at_the_largest_allowed_shift():
-  # gamma ~2e5 gives g = -7 and shift 15 + 10 + 7 = 32, the largest the bound check allows
-  # (17 + 12 + 32 < 62): |d gamma 2^shift| reaches 2^58 with +-ACT_MAX inputs.
+  # gamma ~800 gives g = 1 and shift 15 + 10 - 1 = 24, the largest below R = 25:
+  # the final right shift is R + e - 24 >= 1, and |d gamma r| reaches 2^51.
   rng = np.random.default_rng(16)
-  gamma = rng.uniform(1.4e5, 2.6e5, 8) * rng.choice([-1, 1], 8)
+  gamma = rng.uniform(600, 1000, 8) * rng.choice([-1, 1], 8)
   op = fp.Normalization(gamma, rng.normal(0, 3, 8), 1e-6, 2, False, 0, 10, "edge")
-  assert op.shift == 32
+  assert op.shift == 24 and op.arrays()[2][-1] == R
   q = rng.integers(-fp.ACT_MAX, fp.ACT_MAX + 1, [3, 5, 8], dtype=np.int64)
   q[0, 0] = [fp.ACT_MAX, -fp.ACT_MAX] * 4
   q[1, 1] = 11  # d = 0 everywhere: y = beta.
   q[1, 2, :4] = [3, 3, 3, 4]
+  q[2, 0] = [0, 0, 0, 1, 5, 5, 5, 4]  # Tiny spreads: std near 2^15, e small.
   got = _np(op(tf.constant(q)))
   assert got.tolist() == _normalization_reference(op, q)
   np.testing.assert_array_equal(got[1, 1], op.beta)
   assert (np.abs(got[0, 0]) == fp.ACT_MAX).all()
+  jit = tf.function(op.__call__, jit_compile=True)
+  assert _np(jit(tf.constant(q))).tolist() == got.tolist()
 
 
-@pytest.mark.parametrize("f_in", [20, 24, 26])
+@pytest.mark.parametrize("f_in", [20, 24, 26, 27])
 def test_normalization_of_tiny_activations_where_epsilon_dominates(f_in):
-  # At f_in 26, var + eps exceeds 2^62 (eps = 1e-6 2^82 ~ 2^62.07): still exact.
+  # At f_in 26, eps = 1e-6 2^(2 (26 + 15)) ~ 2^62.07 would not fit: the standard
+  # deviation keeps fewer extra bits (14; 13 at f_in 27), and stays exact.
   rng = np.random.default_rng(f_in)
   op = fp.Normalization(1 + rng.normal(0, 0.1, 8), rng.normal(0, 0.1, 8), 1e-6, 1, False, f_in,
                         10, "ln")
+  assert op.std_bits == {20: 15, 24: 15, 26: 14, 27: 13}[f_in]
+  assert op.eps < 2**62 - 2**60 and op.eps == round(1e-6 * 2.0**(2 * (f_in + op.std_bits)))
   q = rng.integers(-fp.ACT_MAX, fp.ACT_MAX + 1, [2, 6, 8], dtype=np.int64)
   q[0, 0] = [fp.ACT_MAX, -fp.ACT_MAX] * 4
   assert _np(op(tf.constant(q))).tolist() == _normalization_reference(op, q)
 
 
-def test_normalization_at_f_in_27_is_exact_or_refused_when_built():
-  try:
-    op = fp.Normalization(np.ones(4), np.zeros(4), 1e-6, 1, False, 27, 10, "tiny")
-  except fp.BoundError:
-    return
-  q = np.array([[fp.ACT_MAX, -fp.ACT_MAX, 1, 0]], np.int64)
-  assert _np(op(tf.constant(q))).tolist() == _normalization_reference(op, q)
+def test_normalization_refuses_an_epsilon_that_no_precision_fits():
+  with pytest.raises(fp.BoundError, match="tiny: epsilon too large at input exponent 41"):
+    fp.Normalization(np.ones(4), np.zeros(4), 1e-6, 1, False, 41, 10, "tiny")
 
 
 def test_normalization_shift_too_large_raises():
-  # gamma 2^20 needs g = -10: shift 15 + 10 + 10 = 35 > 62 - 29.
+  # gamma 2^20 needs g = -10: shift 15 + 10 + 10 = 35 >= R = 25.
   with pytest.raises(fp.BoundError, match="huge: normalisation shift"):
     fp.Normalization(np.full(4, 2.0**20), np.zeros(4), 1e-6, 1, False, 8, 10, "huge")
 
@@ -596,3 +667,35 @@ def test_equal_logits_give_exact_half_levels_at_every_node(k):
   levels = _np(range_coder.node_levels(freqs))
   # Level 2^15 / 2^16 = 1/2 is table row 32767 at each of the k - 1 nodes.
   assert levels.shape == (3, k - 1) and (levels == 32767).all()
+
+
+# ------------------------------------------- prefix sums, attention limits ---
+
+
+@pytest.mark.parametrize("n", [1, 4, 15, 16, 17, 256, 300])
+@pytest.mark.parametrize("jit", [False, True])
+def test_prefix_sums_are_the_exact_exclusive_cumulative_sums(n, jit):
+  rng = np.random.default_rng(n)
+  weights = rng.integers(0, 2**fp.EXP_BITS + 1, [3, 2, n]).astype(np.int32)
+  weights[0, 0] = 2**fp.EXP_BITS  # The largest sums: n 2^20.
+  weights[1, 1] = 0
+  fn = tf.function(fp.prefix_sums, jit_compile=True) if jit else fp.prefix_sums
+  got = _np(fn(tf.constant(weights)))
+  assert got.dtype == np.int32 and got.shape == (3, 2, n + 1)
+  expected = np.concatenate([np.zeros([3, 2, 1], np.int64),
+                             np.cumsum(weights.astype(np.int64), -1)], -1)
+  np.testing.assert_array_equal(got, expected)
+  assert got[0, 0, -1] == n * 2**fp.EXP_BITS
+
+
+@pytest.mark.parametrize("length", [1, 16, 63, 64, 250, 256, 1024, 4096])
+def test_attention_limits_keep_the_weighted_sums_below_two_to_the_24(length):
+  bits, chunk = fp.attention_limits(length)
+  assert fp.MIN_ATTENTION_BITS <= bits <= fp.EXP_BITS
+  assert chunk * fp.GEMM_INPUT_MAX * 2**bits < fp.F32_SUM_BOUND
+  assert chunk * fp.GEMM_INPUT_MAX * 2**(bits + 1) >= fp.F32_SUM_BOUND or bits == fp.EXP_BITS
+  chunks = -(-length // chunk)
+  if chunks > 1:  # The fewest chunks.
+    fewer = -(-length // (chunks - 1))
+    assert fewer * fp.GEMM_INPUT_MAX * 2**fp.MIN_ATTENTION_BITS >= fp.F32_SUM_BOUND
+  assert fp.attention_limits(250) == (10, 63) and fp.attention_limits(16) == (11, 16)

@@ -100,7 +100,12 @@ def test_integer_logits_are_close_to_the_float_network(name):
   spread = expected.std()
   assert spread > 0.5, spread  # Random weights: far from the trivial zero output.
   err = np.abs(logits * 2.0**-fp.TABLE_EXPONENT - expected)
-  assert err.mean() < 1e-2 * spread and err.max() < 0.1 * spread, (err.mean(), err.max(), spread)
+  # Matmul inputs are narrowed to 9 bits: a random U-Net's logits are within
+  # about 2-3% (the trained zoo models code within 1% of the float ones:
+  # tests/coding/test_codec.py), the Transformer's within 1%.
+  tolerance = 1e-2 if name.startswith("transformer") else 4e-2
+  assert err.mean() < tolerance * spread and err.max() < 0.3 * spread, (
+      err.mean(), err.max(), spread)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -150,7 +155,7 @@ def test_zero_initialised_layers_keep_the_integer_unet_close(name):
   expected = _float_logits(net, x, t, mask)
   err = np.abs(int_net(x, t, mask).numpy() * 2.0**-fp.TABLE_EXPONENT - expected)
   assert expected.std() > 0.3
-  assert err.mean() < 1e-2 * expected.std(), (err.mean(), expected.std())
+  assert err.mean() < 3e-2 * expected.std(), (err.mean(), expected.std())
 
 
 def _digest(arrays):
@@ -198,7 +203,7 @@ class _FixedLogits(integer.IntegerNetwork):
     super().__init__()
     self.k, self.calls = num_classes, []
 
-  def __call__(self, x_in, t, mask):
+  def __call__(self, x_in, t, mask, direct_conv=True):
     self.calls.append(tuple(x_in.shape))
     row = tf.range(self.k, dtype=tf.int64) * 2**fp.TABLE_EXPONENT
     return tf.broadcast_to(row, tf.concat([tf.shape(x_in, out_type=tf.int64), [self.k]], 0))

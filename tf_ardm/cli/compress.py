@@ -19,7 +19,6 @@ under the same order and policy (-log2 p(x | sigma, policy)) and the network
 calls.
 """
 import numpy as np
-import tensorflow as tf
 
 from tf_ardm.cli import app
 from tf_ardm.cli import flags
@@ -53,7 +52,7 @@ def main(argv):
     raise UserError("usage: python -m tf_ardm.compress --model=DIR [--budget=K] "
                         "[-v] IN OUT")
   in_path, out_path = argv[1:]
-  tf.config.experimental.enable_op_determinism()  # Deterministic GPU kernels too.
+  app.configure_codec_process()
   jobs = container.plan(in_path, out_path, lambda rel: rel + ".ardm",
                         overwrite=FLAGS.overwrite)
   coder = codec.load(flags.model_path())

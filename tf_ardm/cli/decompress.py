@@ -15,7 +15,6 @@ under the same order and policy and the network calls.
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from tf_ardm.cli import app
 from tf_ardm.cli import flags
@@ -65,7 +64,7 @@ def main(argv):
   if len(argv) != 3:
     raise UserError("usage: python -m tf_ardm.decompress --model=DIR [-v] IN OUT")
   in_path, out_path = argv[1:]
-  tf.config.experimental.enable_op_determinism()  # Deterministic GPU kernels too.
+  app.configure_codec_process()
   jobs = container.plan(in_path, out_path, lambda rel: rel[:-len(".ardm")],
                         select=lambda rel: rel.endswith(".ardm"),
                         overwrite=FLAGS.overwrite)

@@ -45,10 +45,11 @@ integer version of the EMA network (tf_ardm.networks.integer, calibrated on
 `calibration_data`) and the denoiser's `choice_frequencies`, in exact integer
 arithmetic from the input values to the coder's levels. So a stream decodes
 to the same data on every TF build, device, kernel library, thread count and
-batch size, with or without XLA (`use_xla`). The stream stays within a
-fraction of a percent of the integer model's code length (`code_length`),
-which is within a fraction of a percent of the float model's exact code
-length -log2 p(x | sigma, policies) (`Coder.exact_bits`). The fingerprint
+batch size, with or without XLA (`use_xla`), with conv kernels or im2col
+matmuls (`direct_conv`: the Coder turns it off where a GPU is visible). The
+stream stays within a fraction of a percent of the integer model's code
+length (`code_length`), which is within a percent of the float model's exact
+code length -log2 p(x | sigma, policies) (`Coder.exact_bits`). The fingerprint
 (SHA-256 of the config, orders, policy tables, coding settings and the
 integer network's arrays) ties streams to one integer model.
 
@@ -56,6 +57,7 @@ integer network's arrays) ties streams to one integer model.
 become `UserError`); `export` writes the codec SavedModel, `load` opens an
 export or a trained model directory.
 """
+import functools
 import hashlib
 import json
 import os
@@ -112,14 +114,23 @@ class Codec(servable.Servable):
     self.integer = integer.quantize(self.denoiser.network,
                                     *self._calibration_inputs(calibration))
     self.fingerprint = fingerprint(self)
-    # Both network functions are exact and agree; `use_xla` picks one at run time.
+    # The network functions are exact and agree; `use_xla` and `direct_conv`
+    # pick one at run time (XLA or plain TF ops; conv kernels, which are exact
+    # on CPU, or im2col matmuls, exact on every device: fixed_point.conv3x3).
     self.use_xla = tf.Variable(True, trainable=False, name="use_xla")
+    self.direct_conv = tf.Variable(True, trainable=False, name="direct_conv")
     network_spec = [tf.TensorSpec([None, d], tf.int32), tf.TensorSpec([], tf.int32),
                     tf.TensorSpec([d], tf.int32), tf.TensorSpec([], tf.int32)]
-    self.network_frequencies_xla = tf.function(
-        self._network_frequencies, jit_compile=True, input_signature=network_spec)
-    self.network_frequencies_plain = tf.function(
-        self._network_frequencies, jit_compile=False, input_signature=network_spec)
+    # In switch order: index 2 use_xla + direct_conv. The XLA variants only
+    # call the plain ones (XLA compiles what they call), so an export stores
+    # and loads each network graph once.
+    plain = [tf.function(functools.partial(self._network_frequencies, direct_conv=direct),
+                         jit_compile=False, input_signature=network_spec)
+             for direct in (False, True)]
+    def compiled(f):
+      return tf.function(lambda x_in, t, known, stage: f(x_in, t, known, stage),
+                         jit_compile=True, input_signature=network_spec)
+    self.network_functions = plain + [compiled(f) for f in plain]
     x_spec = tf.TensorSpec(self.shape, tf.int32, name="x")
     batch_spec = tf.TensorSpec([None, *self.shape], tf.int32, name="x")
     budget_spec = tf.TensorSpec([], tf.int32, name="budget")
@@ -186,18 +197,19 @@ class Codec(servable.Servable):
     x_in = tf.where(known, x_future, x_past)
     return [v.numpy() for v in self._network_inputs(x_in, t, known, stage)]
 
-  def _network_frequencies(self, x_in, t, known, stage):
+  def _network_frequencies(self, x_in, t, known, stage, direct_conv):
     """Choice frequencies int64 [m, D, A] of one batch of rows, exactly.
 
     x_in: int32 [m, D] network input in data order: x_future where known,
     x_past elsewhere; t: int32 scalar, the step within the stage; known:
-    int32 [D]; stage: int32 scalar. Integer arithmetic only
-    (tf_ardm.networks.integer), so XLA and plain TF agree to the bit.
+    int32 [D]; stage: int32 scalar; direct_conv: Python bool (how the
+    network runs its 3x3 convolutions). Exact integer arithmetic only
+    (tf_ardm.networks.integer), so every variant agrees to the bit.
     """
     m = tf.shape(x_in)[0]
     stage = tf.fill([m], stage)
     inputs = self._network_inputs(x_in, tf.fill([m], t), tf.tile(known[None], [m, 1]), stage)
-    logits = self.integer(*inputs)
+    logits = self.integer(*inputs, direct_conv=direct_conv)
     freqs = self.denoiser.choice_frequencies(logits, inputs[0], stage, self.integer.softmax)
     return tf.reshape(freqs, [m, self.num_steps, self.denoiser.num_choices])
 
@@ -218,10 +230,11 @@ class Codec(servable.Servable):
     positions = self.order[stage, left:right]
     a = self.denoiser.num_choices
 
+    variant = 2 * tf.cast(self.use_xla, tf.int32) + tf.cast(self.direct_conv, tf.int32)
+
     def call(x_chunk):
-      freqs = tf.cond(self.use_xla,
-                      lambda: self.network_frequencies_xla(x_chunk, left, known, stage),
-                      lambda: self.network_frequencies_plain(x_chunk, left, known, stage))
+      freqs = tf.switch_case(variant, [
+          functools.partial(f, x_chunk, left, known, stage) for f in self.network_functions])
       return tf.gather(freqs, positions, axis=1)
 
     freqs = tf.map_fn(call, x_in, fn_output_signature=tf.TensorSpec([None, None, a], tf.int64),
@@ -446,6 +459,14 @@ def load(path, max_batch=None):
                   f"export root) nor a trained model directory ({checkpoints.CONFIG})")
 
 
+# Jobs of at least this many position-calls run the integer network under
+# XLA when the Coder chooses (set_xla(None)). Measured on the 2-core CPU,
+# compilation costs a few seconds more than plain TF's first call and XLA
+# then saves 2-10 us per position-call (digits, text, photos): it pays off
+# from roughly 0.1-1 M position-calls on.
+AUTO_XLA_WORK = 2**18
+
+
 class Coder:
   """Numpy data and bytes over a Codec or its loaded export.
 
@@ -465,9 +486,17 @@ class Coder:
     info = module.codec_info()
     self.fingerprint = info["fingerprint"].numpy()
     self.arithmetic = int(info["arithmetic"])
+    if self.arithmetic != stream.ARITHMETIC:
+      raise UserError(f"the codec export computes arithmetic {self.arithmetic}, this "
+                      f"tf_ardm arithmetic {stream.ARITHMETIC}: export the model again "
+                      "(python -m tf_ardm.export), or use "
+                      f"{stream.RETIRED.get(self.arithmetic, 'the release that made it')}")
     self.max_batch = int(info["max_batch"])
     self.max_solid = int(info["max_solid"])
     self.calls = 0  # Network calls made by compress* and decompress*.
+    self.xla = None  # Auto: set_xla.
+    # Conv kernels are exact on CPU; GPU libraries may use Winograd or FFT.
+    self.set_direct_conv(not tf.config.list_logical_devices("GPU"))
 
   def check_data(self, x):
     """x as int32 [N, *shape]; UserError for a wrong shape, type or range."""
@@ -480,11 +509,25 @@ class Coder:
     return int(budget)
 
   def set_xla(self, enabled):
-    """Runs the integer network under XLA (the default) or as plain TF ops.
+    """Runs the integer network under XLA (True), as plain TF ops (False), or
+    (None, the default) under XLA for jobs of at least AUTO_XLA_WORK
+    position-calls (datapoints x positions x network calls), where its
+    faster calls repay its compilation (seconds), and plain TF below.
 
-    Both give the same frequencies to the bit; this only changes speed.
+    Every choice gives the same frequencies to the bit; this only changes speed.
     """
-    self.module.use_xla.assign(bool(enabled))
+    self.xla = None if enabled is None else bool(enabled)
+    if self.xla is not None:
+      self.module.use_xla.assign(self.xla)
+
+  def set_direct_conv(self, enabled):
+    """Runs the integer network's 3x3 convolutions as conv kernels (the
+    default without a GPU) or as im2col matmuls (with one).
+
+    Both give the same frequencies to the bit on CPU; im2col is the form
+    that is exact on every device (fixed_point.conv3x3).
+    """
+    self.module.direct_conv.assign(bool(enabled))
 
   def _run(self, fn, *args, names=None):
     try:
@@ -494,6 +537,10 @@ class Coder:
 
   def _code(self, fn, n, budget, *args, names=None):
     """Runs a coding function on n datapoints, counting its network calls."""
+    if self.xla is None:
+      work = n * int(np.prod(self.shape)) * self.num_stages * budget
+      if bool(self.module.use_xla.numpy()) != (work >= AUTO_XLA_WORK):
+        self.module.use_xla.assign(work >= AUTO_XLA_WORK)
     out = self._run(fn, *args, names=names).numpy()
     self.calls += self.num_stages * budget * -(-n // self.max_batch)
     return out

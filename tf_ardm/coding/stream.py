@@ -47,11 +47,15 @@ from tf_ardm.errors import UserError
 
 MAGIC = b"\x8eA"
 VERSION = 2
-ARITHMETIC = 1
+ARITHMETIC = 2
 ARITHMETICS = {
-    1: "integer-exact (fixed-point network, exact integer matmuls, int64 elementwise, "
-       "table nonlinearities)",
+    1: "integer-exact, float64 matmuls of 16-bit activations (tf_ardm at b4a784b; retired)",
+    2: "integer-exact (fixed-point network; float32 matmuls and conv kernels of 9-bit "
+       "activations and 12-bit weights, chunked so that sums stay below 2^24; table "
+       "nonlinearities)",
 }
+# Arithmetics this codec no longer computes, and the release that does.
+RETIRED = {1: "tf_ardm at commit b4a784b"}
 FINGERPRINT_BYTES = 4
 MAX_VARINT = 5
 _FIXED = len(MAGIC) + 2 + FINGERPRINT_BYTES  # Magic, version, arithmetic, fingerprint.
@@ -75,6 +79,9 @@ _BYTES = [bytes([b]) for b in range(256)]
 
 def unknown_arithmetic(value):
   """The one-line message of a stream or file with arithmetic id `value` (int)."""
+  if value in RETIRED:
+    return (f"made with the retired arithmetic {value} ({ARITHMETICS[value]}); this codec "
+            f"computes arithmetic {ARITHMETIC}: read it with {RETIRED[value]}")
   return f"{UNKNOWN_ARITHMETIC}; id: {value}"
 
 

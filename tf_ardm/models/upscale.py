@@ -7,6 +7,7 @@ x_future written in, the known mask plus the one-hot stage as mask channels
 sampling, the servable and the codec are the OA machinery with these stage
 hooks.
 """
+import numpy as np
 import tensorflow as tf
 
 from tf_ardm.models import ardm
@@ -36,6 +37,10 @@ class StageSpace(tf.Module):
       self.cumulative_matrices = tf.constant(transition.cumulative_matrices())
       self.num_outputs = transition.num_classes
       table, counts = transition.choices()
+      order, bounds = transition.class_segments()
+      self.class_order, self.class_bounds = tf.constant(order), tf.constant(bounds)
+      # Image transitions keep the classes in order at every level: no sort.
+      self.identity_order = bool((order == np.arange(order.shape[1])).all())
       self.choice_table, self.choice_counts = tf.constant(table), tf.constant(counts)
       self.num_choices = table.shape[-1]
     else:
@@ -118,11 +123,11 @@ class StageSpace(tf.Module):
   def choice_frequencies(self, logits, x_past, stage, softmax):
     """The integer codec's frequencies int64 [B, ..., A] of each choice.
 
-    For int64 logits of an integer network (the codec's): direct, the softmax weights of the stage's b digits; data, the
-    weights of the K data classes summed into the values of x_future that
-    step r can reach (exact: 0/1 sums of integers below 2^30 in float64),
-    restricted to the possible choices (padding gets 0); then
-    fixed_point.frequencies' floor.
+    For int64 logits [B, ..., K] of an integer network (the codec's):
+    direct, the softmax weights of the stage's b digits; data, the softmax
+    weights of the data classes that reach x_past, summed into the choices
+    (the values of x_future that step r maps to x_past; padding gets 0),
+    in int64; then fixed_point.frequencies' floor.
     """
     if self.parametrization == "direct":
       b = self.transition.branching
@@ -139,16 +144,23 @@ class StageSpace(tf.Module):
     reachable = tf.equal(reach, x_past[..., None])
     weights = softmax(tf.where(reachable, logits, tf.reduce_min(logits, -1, keepdims=True) -
                                2**30))
-    weights = tf.where(reachable, weights, 0)
-    k = self.transition.input_classes
-    weights = tf.pad(weights, [[0, 0]] * (rank - 1) + [[0, k - self.num_outputs]])
-    bar = tf.cast(tf.gather(self.cumulative_matrices, r), tf.float64)  # [B, K', K']
-    flat = tf.reshape(tf.cast(weights, tf.float64), [tf.shape(weights)[0], -1, k])
-    future = tf.cast(tf.reshape(tf.einsum("bpk,bjk->bpj", flat, bar), tf.shape(weights)),
-                     tf.int64)
+    # Weights of at most 2^EXP_BITS, K of them: int32 sums (K 2^20 < 2^31).
+    weights = tf.where(reachable, tf.cast(weights, tf.int32), 0)
+    # A choice's mass is the sum of the weights of the data classes that r
+    # steps map to it: a contiguous run of the classes sorted by that value
+    # (Transition.class_segments), so a difference of two prefix sums.
+    batch = tf.shape(logits)[0]
+    if not self.identity_order:
+      weights = tf.gather(weights, tf.gather(self.class_order, r), axis=rank - 1, batch_dims=1)
+    sums = fixed_point.prefix_sums(weights)  # [B, ..., K + 1]
     values, real = self._choices(x_past, stage)
-    mass = tf.gather(future, values, batch_dims=rank - 1)
-    return fixed_point.frequencies(mass, real)
+    bounds = tf.gather(self.class_bounds, r)  # [B, K'+1]
+    flat = tf.reshape(values, [batch, -1])
+    lo = tf.reshape(tf.gather(bounds, flat, batch_dims=1), tf.shape(values))
+    hi = tf.reshape(tf.gather(bounds, flat + 1, batch_dims=1), tf.shape(values))
+    mass = (tf.gather(sums, hi, batch_dims=rank - 1) -
+            tf.gather(sums, lo, batch_dims=rank - 1))
+    return fixed_point.frequencies(tf.cast(mass, tf.int64), real)
 
   def choice(self, x_future, x_past, stage):
     """The choice int32 [B, ...] in [0, A) that gives x_future from x_past."""

@@ -7,17 +7,24 @@ layout:
 
 - int64 elementwise arithmetic: adds, multiplies, `tf.math.floordiv` (floor
   division is defined for negative operands), min/max, gathers;
-- matmuls and convolutions as float64 matmuls of integer-valued operands
-  whose every partial sum stays below 2^52 in magnitude (checked when the
-  layer is built), so that any summation order, tiling or FMA use gives the
-  same integers; a 3x3 convolution is nine shifted copies (im2col) and one
-  matmul, never a conv kernel (those may use Winograd or FFT algorithms);
+- matmuls and convolutions in float32 on integer-valued operands
+  (activations |a| <= GEMM_INPUT_MAX = 2^8, weights |w| <= GEMM_WEIGHT_MAX =
+  2^11 - 1, so that TF32 and float16 hold them exactly too)
+  whose every partial sum stays below 2^24 in magnitude (checked when the
+  layer is built; a wide reduction is split into chunks whose exact sums
+  are added in int64), so that any summation order, tiling or FMA use gives
+  the same integers. A 3x3 convolution runs either as a conv2d kernel that
+  multiplies and adds the operands (CPU) or as im2col and one matmul (any
+  device; GPU conv libraries may pick Winograd or FFT); `conv3x3`.
+  Attention's products use float64 with sums below 2^52;
 - nonlinearities and exp as gathers from tables of integers, computed once
   with correctly rounded values (`table`).
 
-Bit widths: activations |q| <= ACT_MAX (16-bit signed), weights |w| <=
-WEIGHT_MAX (12-bit signed) with a power-of-two exponent per output channel.
-Requantisation is `shift_round`: round half up of q * 2^-s, s >= 0.
+Bit widths: activations |q| <= ACT_MAX (16-bit signed) between layers,
+narrowed to |a| <= GEMM_INPUT_MAX (9-bit signed) at a matmul's input;
+weights with a power-of-two exponent per output channel, |w| <= 2047 and
+small enough for the float32 bound (`gemm_limits`). Requantisation is
+`shift_round`: round half up of q * 2^-s, an arithmetic shift.
 """
 import decimal
 import fractions
@@ -33,6 +40,20 @@ WEIGHT_BITS = 12
 WEIGHT_MAX = 2**(WEIGHT_BITS - 1) - 1
 # Partial sums of a float64 matmul stay below this: integers are exact to 2^53.
 SUM_BOUND = 2**52
+# Partial sums of a float32 matmul stay below this: integers are exact to 2^24.
+F32_SUM_BOUND = 2**24
+# Matmul inputs are narrowed to |a| <= GEMM_INPUT_MAX (9 bits signed);
+# weights get at most GEMM_WEIGHT_MAX (12 bits signed) and at least
+# MIN_WEIGHT_MAX levels a side: a wide reduction is split into chunks to
+# keep them (gemm_limits). Operands of at most 11 significant bits are also
+# exact in TF32 and float16, so a GPU's reduced-precision float32 matmuls
+# (TF32 tensor cores) give the same products.
+GEMM_INPUT_MAX = 256
+GEMM_WEIGHT_MAX = WEIGHT_MAX
+MIN_WEIGHT_MAX = 127
+# Attention's softmax weights keep at least this many bits in its float32
+# weighted sums (attention_limits).
+MIN_ATTENTION_BITS = 10
 # Exponent of the inputs of table nonlinearities and of softmax logits:
 # resolution 2^-10, range +-32.
 TABLE_EXPONENT = 10
@@ -53,14 +74,19 @@ def check_sum_bound(fan_in, input_max, weight_max, name):
 
 
 def shift_round(q, s):
-  """Round half up of q * 2^-s, int64 like q.
+  """Round half up of q * 2^-s, int64 like q: floor((q + 2^(s-1)) 2^-s).
 
-  s: int, or int64 [C] applied along the last axis; a negative s shifts left.
+  s: int, or int [C] applied along the last axis; a negative s shifts left.
+  The right shift is arithmetic (floor division by 2^s, also for q < 0).
   """
   s = np.asarray(s, np.int64)
-  down = tf.constant(np.left_shift(1, np.maximum(s, 0)), tf.int64)
-  up = tf.constant(np.left_shift(1, np.maximum(-s, 0)), tf.int64)
-  return tf.math.floordiv(q * up + tf.math.floordiv(down, 2), down)
+  right = np.maximum(s, 0)
+  if np.any(s < 0):
+    q = tf.bitwise.left_shift(q, tf.constant(np.maximum(-s, 0), tf.int64))
+  if not np.any(right):
+    return q
+  half = np.where(right > 0, np.left_shift(1, np.maximum(right - 1, 0)), 0)
+  return tf.bitwise.right_shift(q + tf.constant(half, tf.int64), tf.constant(right, tf.int64))
 
 
 def div_round(num, den):
@@ -96,60 +122,144 @@ def exponent_for(max_abs, limit=ACT_MAX, headroom=2.0):
   return f
 
 
-def matmul(q, w):
-  """Exact integer matmul over the last axis: int64 [..., n] x int64-valued [n, m].
+def gemm_limits(fan_in, input_max=GEMM_INPUT_MAX):
+  """(weight_max, chunk) of a float32 matmul with fan-in `fan_in`.
 
-  The caller has checked the sum bound (check_sum_bound).
+  The reduction is split into chunks of `chunk` terms, the fewest that give
+  weight_max >= MIN_WEIGHT_MAX with chunk * input_max * weight_max <
+  F32_SUM_BOUND; weight_max is then the largest such value, at most
+  GEMM_WEIGHT_MAX.
   """
-  a = tf.cast(q, tf.float64)
+  fan_in, input_max = int(fan_in), int(input_max)
+  if not 1 <= input_max <= GEMM_INPUT_MAX:
+    raise BoundError(f"matmul input limit {input_max} outside [1, {GEMM_INPUT_MAX}]")
+  chunks = 1
+  while True:
+    chunk = -(-fan_in // chunks)
+    weight_max = min(GEMM_WEIGHT_MAX, (F32_SUM_BOUND - 1) // (chunk * input_max))
+    if weight_max >= MIN_WEIGHT_MAX:
+      return weight_max, chunk
+    chunks += 1
+
+
+def attention_limits(length, value_max=GEMM_INPUT_MAX):
+  """(bits, chunk) of attention's float32 weighted sums over `length` keys.
+
+  Softmax weights are rounded to at most 2^bits (from 2^EXP_BITS), values
+  are at most value_max, and the keys split into chunks of `chunk`, the
+  fewest that keep bits >= MIN_ATTENTION_BITS with chunk * value_max * 2^bits
+  < F32_SUM_BOUND; bits is then the most such (at most EXP_BITS).
+  """
+  length = int(length)
+  chunks = 1
+  while True:
+    chunk = -(-length // chunks)
+    bits = min(EXP_BITS, ((F32_SUM_BOUND - 1) // (chunk * int(value_max))).bit_length() - 1)
+    if bits >= MIN_ATTENTION_BITS:
+      return bits, chunk
+    chunks += 1
+
+
+def matmul(a, w, chunk=None):
+  """Exact integer matmul over the last axis, int64 [..., m].
+
+  a: float32 [..., n] and w: float32 [n, m], integer-valued, with every
+  partial sum of `chunk` consecutive terms below F32_SUM_BOUND (the caller
+  has checked it: gemm_limits); each chunk is one float32 matmul, and the
+  chunks' exact sums are added in int64. chunk None: all n terms at once.
+  """
   shape = tf.shape(a)
   flat = tf.reshape(a, [-1, shape[-1]])
-  out = tf.matmul(flat, tf.cast(w, tf.float64))
-  return tf.cast(tf.reshape(out, tf.concat([shape[:-1], [tf.shape(out)[-1]]], 0)),
-                 tf.int64)
+  n = w.shape[0]
+  chunk = n if chunk is None else int(chunk)
+  out = None
+  for start in range(0, n, chunk):
+    part = tf.cast(tf.matmul(flat[:, start:start + chunk], w[start:start + chunk]), tf.int64)
+    out = part if out is None else out + part
+  return tf.reshape(out, tf.concat([shape[:-1], [tf.shape(out)[-1]]], 0))
 
 
 def patches3x3(q):
-  """The 3x3 neighbourhoods of int64 [B, H, W, C] -> [B, H, W, 9C], zero padded.
+  """The 3x3 neighbourhoods of [B, H, W, C] -> [B, H, W, 9C], zero padded.
 
   Channel order (dy, dx, c), matching a Keras kernel [3, 3, C, O] reshaped to
-  [9C, O].
+  [9C, O]. A copy of the values (one op, so the graph stays small).
   """
-  shape = tf.shape(q)
-  padded = tf.pad(q, [[0, 0], [1, 1], [1, 1], [0, 0]])
-  return tf.concat([padded[:, dy:dy + shape[1], dx:dx + shape[2], :]
-                    for dy in range(3) for dx in range(3)], axis=-1)
+  return tf.image.extract_patches(q, [1, 3, 3, 1], [1, 1, 1, 1], [1, 1, 1, 1], "SAME")
+
+
+def conv3x3(a, w, chunk=None, direct=True):
+  """Exact 3x3 'same' convolution, int64 [B, H, W, O].
+
+  a: float32 [B, H, W, C] and w: float32 [9 C, O] (rows in (dy, dx, c)
+  order, a Keras kernel [3, 3, C, O] reshaped), integer-valued, with every
+  partial sum of `chunk` terms below F32_SUM_BOUND (gemm_limits; None: all
+  9 C at once).
+
+  direct: a conv2d kernel over input-channel groups of at most chunk // 9
+  channels, whose exact sums are added in int64. Exact with kernels that
+  multiply and add the operands themselves (direct and GEMM-based: oneDNN's
+  and Eigen's on CPU, with XLA or without); not with transform algorithms
+  (Winograd, FFT), which GPU libraries may pick. Else im2col and `matmul`,
+  exact on every device.
+  """
+  c, o = a.shape[-1], w.shape[-1]
+  chunk = 9 * c if chunk is None else int(chunk)
+  if not direct or chunk < 9:
+    return matmul(patches3x3(a), w, chunk)
+  kernel = tf.reshape(w, [3, 3, c, o])
+  step = chunk // 9
+  out = None
+  for start in range(0, c, step):
+    part = tf.cast(tf.nn.conv2d(a[..., start:start + step], kernel[:, :, start:start + step],
+                                1, "SAME"), tf.int64)
+    out = part if out is None else out + part
+  return out
 
 
 class Linear:
   """A quantised affine map y = x W + b over the last axis.
 
   Built from float weights w [n, m] and bias b [m] (or None) for inputs at
-  exponent f_in with |q| <= input_max. Per output channel c, W[:, c] =
-  round(w[:, c] 2^g_c) with |W| <= WEIGHT_MAX and the bias at exponent
-  f_in + g_c. The exact integer sums x W + b (at exponents f_in + g_c) go
-  to one output exponent with `requantize`.
+  exponent f_in with |a| <= input_max (`narrow` brings activations there).
+  Per output channel c, W[:, c] = round(w[:, c] 2^g_c) with |W| <=
+  weight_max (gemm_limits) and the bias at exponent f_in + g_c. The exact
+  integer sums a W + b (at exponents f_in + g_c, float32 matmuls of `chunk`
+  terms) go to one output exponent with `requantize`.
   """
 
-  def __init__(self, w, b, f_in, name, input_max=ACT_MAX, f_out=None, limit=ACT_MAX):
+  def __init__(self, w, b, f_in, name, input_max=GEMM_INPUT_MAX, f_out=None, limit=ACT_MAX):
     w = np.asarray(w, np.float64)
-    self.limit = int(limit)
+    self.limit, self.input_max = int(limit), int(input_max)
     self.name, self.f_in = name, int(f_in)
+    self.weight_max, self.chunk = gemm_limits(w.shape[0], self.input_max)
     peak = np.max(np.abs(w), axis=0)
-    g = np.where(peak > 0, np.floor(np.log2(WEIGHT_MAX / np.maximum(peak, 1e-300))), 0)
+    g = np.where(peak > 0, np.floor(np.log2(self.weight_max / np.maximum(peak, 1e-300))), 0)
     g = np.minimum(g, 40).astype(np.int64)
     self.g = g
-    self.w = np.clip(np.round(w * np.exp2(g)), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int64)
+    self.w = np.clip(np.round(w * np.exp2(g)), -self.weight_max,
+                     self.weight_max).astype(np.int64)
     bias = np.zeros(w.shape[1]) if b is None else np.asarray(b, np.float64)
     self.b = np.round(bias * np.exp2(g + self.f_in)).astype(np.int64)
-    check_sum_bound(w.shape[0], input_max, WEIGHT_MAX, name)
     if np.max(np.abs(self.b), initial=0) >= SUM_BOUND // 4:
       raise BoundError(f"{name}: bias too large for exponent {f_in}")
     self.f_out = f_out
 
   def arrays(self):
     """The integer arrays that define the layer (for the fingerprint)."""
-    return [self.w, self.b, self.g, np.array([self.f_in, self.f_out, self.limit], np.int64)]
+    return [self.w, self.b, self.g,
+            np.array([self.f_in, self.f_out, self.limit, self.input_max, self.chunk],
+                     np.int64)]
+
+  def narrow(self, q, f):
+    """Activations int64 q at exponent f (>= f_in) as the float32 matmul
+    input: round half up to exponent f_in, saturated at input_max."""
+    return tf.cast(saturate(shift_round(q, f - self.f_in), self.input_max), tf.float32)
+
+  def product(self, a, w):
+    """The exact sums a w int64 [..., m] of narrowed a [..., n] and the layer's
+    weights w (self.w as float32 [n, m])."""
+    return matmul(a, w, self.chunk)
 
   def requantize(self, acc):
     """acc -> int64 at exponent f_out, saturated at `limit`.
@@ -255,6 +365,22 @@ def isqrt(v):
 
 # Extra fractional bits of the standard deviation in Normalization.
 _STD_BITS = 15
+# Bits of the normalised reciprocal of the standard deviation (Normalization).
+_RECIPROCAL_BITS = 25
+
+
+def bit_length(v):
+  """floor(log2(v)) exactly, int64 like v, for int64 v in [1, 2^62)."""
+  e = tf.cast(tf.floor(tf.math.log(tf.cast(v, tf.float64)) / math.log(2.0)), tf.int64)
+  one = tf.ones_like(v)
+  # The float estimate is within one of the truth; correct it each way.
+  e = tf.where(tf.bitwise.left_shift(one, e) > v, e - 1, e)
+  return tf.where(tf.bitwise.left_shift(one, e + 1) <= v, e + 1, e)
+
+
+def power_of_two(k):
+  """2^k as float64, exactly, for int64 k in [-1022, 1023] (built from its bits)."""
+  return tf.bitcast(tf.bitwise.left_shift(k + 1023, 52), tf.float64)
 
 
 class Normalization:
@@ -264,8 +390,15 @@ class Normalization:
   only: LayerNorm; `spatial` also reduces over axes 1..rank-2: GroupNorm).
   x at exponent f_in; output at exponent f_out (fixed: TABLE_EXPONENT when
   a table nonlinearity follows, else chosen by the caller). The mean is
-  rounded to an integer of x's units; the standard deviation carries
-  _STD_BITS extra bits; the division rounds half up.
+  rounded to an integer of x's units; the standard deviation s carries
+  `std_bits` extra bits (_STD_BITS, fewer where epsilon at a fine input
+  exponent would not fit: the radicand stays below 2^62). Per group, with
+  2^e <= s < 2^(e+1), the reciprocal r = floor(2^(R + e) / s) (R =
+  _RECIPROCAL_BITS) has R significant bits, and y = round half up of
+  (x - mean) gamma r 2^(shift - R - e), saturated, plus beta: one
+  division per group; elsewhere float64 operations whose operands and
+  results are integers or their products with powers of two, all below
+  2^53, hence exact in any order or contraction.
   """
 
   def __init__(self, gamma, beta, epsilon, groups, spatial, f_in, f_out, name):
@@ -273,42 +406,93 @@ class Normalization:
     self.name, self.groups, self.spatial = name, int(groups), bool(spatial)
     self.f_in, self.f_out = int(f_in), int(f_out)
     peak = max(float(np.max(np.abs(gamma))), 1e-30)
-    self.g = int(min(math.floor(math.log2(WEIGHT_MAX / peak)), _STD_BITS + self.f_out))
+    # The variance of values within +-ACT_MAX is below 2^30, so var 2^(2 std_bits)
+    # < 2^60; with eps the radicand stays below 2^62, s below 2^31 and R + e <= 62.
+    self.std_bits = _STD_BITS
+    eps = lambda bits: max(1, int(round(epsilon * 2.0**(2 * (self.f_in + bits)))))
+    while self.std_bits > 0 and eps(self.std_bits) >= 2**62 - 2**60:
+      self.std_bits -= 1
+    self.eps = eps(self.std_bits)
+    if self.eps >= 2**62 - 2**60:
+      raise BoundError(f"{name}: epsilon too large at input exponent {self.f_in}")
+    self.g = int(min(math.floor(math.log2(WEIGHT_MAX / peak)), self.std_bits + self.f_out))
     self.gamma = np.round(gamma * 2.0**self.g).astype(np.int64)
     self.beta = np.round(beta * 2.0**self.f_out).astype(np.int64)
-    self.eps = max(1, int(round(epsilon * 2.0**(2 * (self.f_in + _STD_BITS)))))
-    # The variance of values within +-ACT_MAX is below 2^30, so var 2^30 < 2^60.
-    if self.eps >= 2**63 - 2**60:
-      raise BoundError(f"{name}: epsilon too large at input exponent {self.f_in}")
-    # |x - mean| * gamma * 2^shift < 2^17 * 2^11 * 2^shift must stay < 2^62.
-    self.shift = _STD_BITS + self.f_out - self.g
-    if 17 + WEIGHT_BITS + self.shift >= 62:
+    # |x - mean| < 2^16, |gamma| < 2^11 and r <= 2^R: the product is below
+    # 2^52; the total right shift R + e - shift must be at least 1 (e >= 0).
+    self.shift = self.std_bits + self.f_out - self.g
+    if self.shift >= _RECIPROCAL_BITS:
       raise BoundError(f"{name}: normalisation shift {self.shift} too large")
 
   def arrays(self):
     return [self.gamma, self.beta,
-            np.array([self.g, self.eps, self.f_in, self.f_out, self.groups], np.int64)]
+            np.array([self.g, self.eps, self.f_in, self.f_out, self.groups,
+                      self.std_bits, _RECIPROCAL_BITS], np.int64)]
 
   def __call__(self, q):
-    shape = tf.shape(q)
-    channels = q.shape[-1]
-    grouped = tf.reshape(q, tf.concat([shape[:-1], [self.groups, channels // self.groups]], 0))
-    rank = len(grouped.shape)
-    axes = ([*range(1, rank - 2)] if self.spatial else []) + [rank - 1]
-    n = tf.cast(tf.reduce_prod(tf.gather(tf.shape(grouped), axes)), tf.int64)
-    mean = div_round(tf.reduce_sum(grouped, axes, keepdims=True), n)
-    d = grouped - mean
-    # var 2^(2 _STD_BITS) in x's units squared, without overflow: the sum of
-    # squares is Q n + R with Q < 2^30 (values within +-ACT_MAX) and R < n.
-    total = tf.reduce_sum(d * d, axes, keepdims=True)
+    channels, rank = q.shape[-1], len(q.shape)
+    per_group = channels // self.groups
+    x = tf.cast(q, tf.float64)
+
+    def group_sums(v):
+      """Sums over each group's elements: [..., C] -> int64 [(B, 1.., ) ..., G]."""
+      if self.spatial:
+        v = tf.reduce_sum(v, list(range(1, rank - 1)), keepdims=True)
+      v = tf.reshape(v, tf.concat([tf.shape(v)[:-1], [self.groups, per_group]], 0))
+      return tf.cast(tf.reduce_sum(v, -1), tf.int64)
+
+    def per_channel(v):
+      """[..., G] -> [..., C], each group's value on its channels."""
+      return tf.repeat(v, per_group, axis=-1)
+
+    # Sums in float64 of integers below 2^53 (|q| <= 2^15, q^2 < 2^30): exact.
+    sums, squares = group_sums(x), group_sums(x * x)
+    n = tf.cast(tf.size(q) // tf.size(sums), tf.int64)
+    mean = div_round(sums, n)
+    # sum (q - mean)^2 = sum q^2 - 2 mean sum q + n mean^2, in int64: then
+    # var 2^(2 std_bits) in x's units squared, without overflow, as Q n + R
+    # with Q < 2^30 (values within +-ACT_MAX) and R < n.
+    total = squares - 2 * mean * sums + n * mean * mean
     quotient, remainder = tf.math.floordiv(total, n), tf.math.floormod(total, n)
-    var = quotient * 2**(2 * _STD_BITS) + div_round(remainder * 2**(2 * _STD_BITS), n)
+    unit = 2**(2 * self.std_bits)
+    var = quotient * unit + div_round(remainder * unit, n)
     std = isqrt(var + self.eps)  # >= 1, as eps >= 1.
-    d = tf.reshape(d, shape)
-    std = tf.repeat(tf.reshape(std, tf.concat([tf.shape(std)[:-2], [self.groups]], 0)),
-                    channels // self.groups, axis=-1)
-    y = div_round(d * self.gamma * 2**self.shift, std) + self.beta
-    return saturate(y)
+    e = bit_length(std)
+    reciprocal = tf.math.floordiv(
+        tf.bitwise.left_shift(tf.ones_like(std), _RECIPROCAL_BITS + e), std)
+    right = _RECIPROCAL_BITS + e - self.shift  # >= 1
+    # gamma r < 2^36 and |q - mean| gamma r < 2^52; 2^-right is exact, so
+    # each float64 product below is exact, and so is the rounding.
+    scale = (tf.cast(per_channel(reciprocal) * self.gamma, tf.float64)
+             * per_channel(power_of_two(-right)))
+    y = tf.floor((x - tf.cast(per_channel(mean), tf.float64)) * scale + 0.5)
+    return saturate(tf.cast(y, tf.int64) + self.beta)
+
+
+# Block length of prefix_sums' in-block scan.
+_SCAN_BLOCK = 16
+
+
+def prefix_sums(weights):
+  """Exclusive prefix sums int32 [..., n + 1] of int32 weights [..., n] >= 0.
+
+  out[..., i] is the sum of weights[..., :i] (out[..., 0] = 0). Exact integer
+  adds only: a scan of log2(16) shifted adds within blocks of 16, then the
+  blocks' offsets (XLA lowers tf.cumsum to a windowed reduction, n times
+  the work). The caller keeps n * max(weights) < 2^31.
+  """
+  n = weights.shape[-1]
+  size = -(-(n + 1) // _SCAN_BLOCK) * _SCAN_BLOCK
+  rank = len(weights.shape)
+  x = tf.pad(weights, [[0, 0]] * (rank - 1) + [[1, size - n - 1]])
+  blocks = tf.reshape(x, tf.concat([tf.shape(x)[:-1], [size // _SCAN_BLOCK, _SCAN_BLOCK]], 0))
+  shift = 1
+  while shift < _SCAN_BLOCK:
+    blocks += tf.pad(blocks[..., :-shift], [[0, 0]] * rank + [[shift, 0]])
+    shift *= 2
+  offsets = tf.cumsum(blocks[..., -1], axis=-1, exclusive=True)
+  sums = tf.reshape(blocks + offsets[..., None], tf.shape(x))
+  return sums[..., :n + 1]
 
 
 def softmax_weights(logits, table):

@@ -4,7 +4,8 @@
 `Transformer` into an `IntegerNetwork` with the same call, whose result has
 one exact value on every machine:
 
-  (x_in int32 [B, *shape], t int32 [B], mask int32 [B, *shape, M])
+  (x_in int32 [B, *shape], t int32 [B], mask int32 [B, *shape, M],
+   direct_conv: Python bool, how 3x3 convolutions run: fixed_point.conv3x3)
       -> logits int64 [B, *shape, K] at exponent TABLE_EXPONENT
 
 (logits = value * 2^10). The calibration inputs (x_in, t, mask) are a batch
@@ -25,6 +26,8 @@ from tf_ardm.networks.unet import UNet
 
 # Logits may exceed the 16-bit activation range; only their differences count.
 LOGIT_LIMIT = 2**40
+# Extra fractional bits of attention's weighted means (before the output layer narrows them).
+_MEAN_BITS = 4
 
 
 class Fixed:
@@ -42,6 +45,8 @@ class IntegerNetwork(tf.Module):
     self._ops = {}
     self._constants = {}
     self.calibrated = False
+    # How 3x3 convolutions run in the function being traced (fixed_point.conv3x3).
+    self.direct_conv = True
 
   def op(self, name, make):
     if name not in self._ops:
@@ -50,8 +55,9 @@ class IntegerNetwork(tf.Module):
       self._ops[name] = make()
     return self._ops[name]
 
-  def constant(self, array):
-    """An integer array as int64 in the graph, stored once.
+  def constant(self, array, dtype=tf.int64):
+    """An integer array as `dtype` (int64, or float32 for matmul weights) in
+    the graph, stored once.
 
     Each distinct array is one non-trainable variable of the smallest
     integer type that holds it (int16, int32 or int64): a SavedModel stores
@@ -61,10 +67,10 @@ class IntegerNetwork(tf.Module):
     key = f"{array.shape}:{hashlib.sha256(array.tobytes()).hexdigest()}"
     if key not in self._constants:
       peak = int(np.max(np.abs(array), initial=0))
-      dtype = tf.int16 if peak < 2**15 else tf.int32 if peak < 2**31 else tf.int64
-      self._constants[key] = tf.Variable(array, dtype=dtype, trainable=False,
+      stored = tf.int16 if peak < 2**15 else tf.int32 if peak < 2**31 else tf.int64
+      self._constants[key] = tf.Variable(array, dtype=stored, trainable=False,
                                          name=f"integer{len(self._constants)}")
-    return tf.cast(self._constants[key], tf.int64)
+    return tf.cast(self._constants[key], dtype)
 
   def arrays(self):
     """Every integer array that defines the network, in a fixed order."""
@@ -79,30 +85,52 @@ class IntegerNetwork(tf.Module):
 
   # Layers ------------------------------------------------------------------
 
+  def _gemm_input(self, x):
+    """The exponent for narrowing x (calibration batch) to GEMM_INPUT_MAX:
+    the finest that holds its peak, and no finer than x's own."""
+    peak = float(np.max(np.abs(x.q.numpy()), initial=0)) * 2.0**-x.f
+    if peak == 0:
+      return x.f
+    return min(x.f, fp.exponent_for(peak, fp.GEMM_INPUT_MAX, headroom=1.0))
+
+  def narrow(self, name, x, limit):
+    """x as float32 integers |a| <= limit, and their exponent: the finest that
+    holds x's calibration peak and no finer than x's own (saturating beyond)."""
+    def make():
+      peak = float(np.max(np.abs(x.q.numpy()), initial=0)) * 2.0**-x.f
+      f = x.f if peak == 0 else min(x.f, fp.exponent_for(peak, limit, headroom=1.0))
+      return _Exponent(f)
+    op = self.op(name, make)
+    return tf.cast(fp.saturate(fp.shift_round(x.q, x.f - op.f), limit), tf.float32), op.f
+
   def dense(self, name, layer, x, f_out=None, limit=fp.ACT_MAX, scale=1.0):
     """A Keras Dense applied over the last axis, its kernel and bias times `scale`."""
     def make():
       bias = None if layer.bias is None else layer.bias.numpy() * scale
-      return fp.Linear(layer.kernel.numpy() * scale, bias, x.f, name, f_out=f_out,
-                       limit=limit)
+      return fp.Linear(layer.kernel.numpy() * scale, bias, self._gemm_input(x), name,
+                       f_out=f_out, limit=limit)
     op = self.op(name, make)
-    return Fixed(self._linear(op, x.q), op.f_out)
+    return Fixed(self._linear(op, op.narrow(x.q, x.f)), op.f_out)
 
-  def _linear(self, op, q):
-    return op.requantize(fp.matmul(q, self.constant(op.w)) + self.constant(op.b))
+  def _linear(self, op, a):
+    acc = op.product(a, self.constant(op.w, tf.float32)) + self.constant(op.b)
+    return op.requantize(acc)
 
   def conv3x3(self, name, layer, x, f_out=None, limit=fp.ACT_MAX, kernel=None):
-    """A Keras 3x3 'same' Conv2D as im2col and one exact matmul.
+    """A Keras 3x3 'same' Conv2D, exactly: fixed_point.conv3x3 (conv kernels or
+    im2col, as `direct_conv` says) on the narrowed input.
 
     kernel: a function giving the float kernel [3, 3, C, O] to quantise
     (default: the layer's).
     """
     def make():
       k = layer.kernel.numpy() if kernel is None else kernel()
-      return fp.Linear(k.reshape([-1, k.shape[-1]]), layer.bias.numpy(), x.f, name,
-                       f_out=f_out, limit=limit)
+      return fp.Linear(k.reshape([-1, k.shape[-1]]), layer.bias.numpy(),
+                       self._gemm_input(x), name, f_out=f_out, limit=limit)
     op = self.op(name, make)
-    return Fixed(self._linear(op, fp.patches3x3(x.q)), op.f_out)
+    acc = fp.conv3x3(op.narrow(x.q, x.f), self.constant(op.w, tf.float32), op.chunk,
+                     self.direct_conv)
+    return Fixed(op.requantize(acc + self.constant(op.b)), op.f_out)
 
   def norm(self, name, layer, x, spatial, groups, table=None):
     """GroupNorm (spatial) or LayerNorm; then the table nonlinearity `table`."""
@@ -145,22 +173,39 @@ class IntegerNetwork(tf.Module):
     q = self.dense(name + "/q", layer.q, x, scale=dim**-0.5)
     k = self.dense(name + "/k", layer.k, x)
     v = self.dense(name + "/v", layer.v, x)
-    fp.check_sum_bound(dim, fp.ACT_MAX, fp.ACT_MAX, name + "/logits")
-    split = lambda h: tf.cast(tf.reshape(
-        h, tf.concat([tf.shape(h)[:2], [heads, dim]], 0)), tf.float64)
-    logits = tf.cast(tf.einsum("bqhd,bkhd->bhqk", split(q.q), split(k.q)), tf.int64)
-    logits = fp.saturate(fp.rescale(logits, q.f + k.f, fp.TABLE_EXPONENT), LOGIT_LIMIT)
+    # Queries and keys narrowed so that the logits' float32 sums stay below
+    # 2^24: dim * limit^2 < F32_SUM_BOUND (836 levels a side at dim 24).
+    limit = math.isqrt((fp.F32_SUM_BOUND - 1) // dim)
+    heads_of = lambda h, dtype: tf.cast(tf.reshape(
+        h, tf.concat([tf.shape(h)[:2], [heads, dim]], 0)), dtype)
+    q_a, q_f = self.narrow(name + "/q_narrow", q, limit)
+    k_a, k_f = self.narrow(name + "/k_narrow", k, limit)
+    logits = tf.cast(tf.einsum("bqhd,bkhd->bhqk", heads_of(q_a, tf.float32),
+                               heads_of(k_a, tf.float32)), tf.int64)
+    logits = fp.saturate(fp.rescale(logits, q_f + k_f, fp.TABLE_EXPONENT), LOGIT_LIMIT)
     if bias is not None:
       logits += bias
     weights = self.softmax(logits)  # [B, H, N, N], <= 2^EXP_BITS
-    length = x.q.shape[1] or 1
-    fp.check_sum_bound(length, 2**fp.EXP_BITS, fp.ACT_MAX, name + "/values")
-    num = tf.cast(tf.einsum("bhqk,bkhd->bqhd", tf.cast(weights, tf.float64), split(v.q)),
-                  tf.int64)
+    # The weighted sums of values in float32 too: values narrowed to 9 bits,
+    # weights rounded to `bits` bits, keys in chunks whose sums stay below
+    # 2^24 (fixed_point.attention_limits); the chunks' sums add in int64.
+    length = x.q.shape[1]
+    if length is None:
+      raise fp.BoundError(f"{name}: attention needs a static sequence length")
+    bits, chunk = fp.attention_limits(length)
+    weights = fp.shift_round(weights, fp.EXP_BITS - bits)
+    v_a, v_f = self.narrow(name + "/v_narrow", v, fp.GEMM_INPUT_MAX)
+    values, w = heads_of(v_a, tf.float32), tf.cast(weights, tf.float32)
+    num = None
+    for start in range(0, length, chunk):
+      part = tf.cast(tf.einsum("bhqk,bkhd->bqhd", w[..., start:start + chunk],
+                               values[:, start:start + chunk]), tf.int64)
+      num = part if num is None else num + part
     den = tf.transpose(tf.reduce_sum(weights, -1), [0, 2, 1])[..., None]
-    h = fp.div_round(num, den)
-    h = tf.reshape(h, tf.shape(v.q))
-    return self.dense(name + "/out", layer.out, Fixed(h, v.f))
+    # The weighted mean at _MEAN_BITS more fractional bits than the values.
+    h = fp.div_round(num * 2**_MEAN_BITS, den)
+    h = Fixed(tf.reshape(h, tf.shape(v.q)), v_f + _MEAN_BITS)
+    return self.dense(name + "/out", layer.out, h)
 
 
 class _Exponent:
@@ -255,8 +300,9 @@ class IntegerUNet(IntegerNetwork):
     e = tf.add_n([tf.gather(table[c], x_in[..., c]) for c in range(channels)])
     return self.concat([h_float, Fixed(e, op.f)])
 
-  def __call__(self, x_in, t, mask):
+  def __call__(self, x_in, t, mask, direct_conv=True):
     net = self.net
+    self.direct_conv = bool(direct_conv)
     t = tf.cast(t, tf.int32)
     h = self._inputs(x_in, mask)
     skips = [h]
@@ -291,8 +337,8 @@ class IntegerTransformer(IntegerNetwork):
     super().__init__(name=name)
     self.net = net
 
-  def __call__(self, x_in, t, mask):
-    del t, mask  # As in the float network: the absorbing token carries them.
+  def __call__(self, x_in, t, mask, direct_conv=True):
+    del t, mask, direct_conv  # The absorbing token carries t and the mask; no convs.
     net = self.net
 
     def make_embed():
