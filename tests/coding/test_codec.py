@@ -290,7 +290,7 @@ def test_digits_round_trip(digits_coder, digits, budget):
   assert stream.read_header(solid, digits_coder.fingerprint).count == 20
   # Magic, format 2, the integer arithmetic, the fingerprint.
   assert streams[0][:8] == stream.MAGIC + bytes([2, stream.ARITHMETIC]) + digits_coder.fingerprint
-  assert digits_coder.arithmetic == stream.ARITHMETIC == 1
+  assert digits_coder.arithmetic == stream.ARITHMETIC == 2
   # The header's CRC is zlib's CRC-32 of the values, one byte each.
   assert streams[3][header.size - 4:header.size] == zlib.crc32(
       x[3].astype(np.uint8).tobytes()).to_bytes(4, "big")
@@ -398,10 +398,14 @@ def test_integer_and_float_code_lengths_agree_and_the_payload_follows(digits_cod
     total = integer_bits.sum()
     assert abs(total / exact.sum() - 1) < 0.05
     np.testing.assert_allclose(integer_bits, exact, rtol=0.1)
+    # The coder codes the binary decisions with 16-bit levels rounded from
+    # the frequencies: on given data that may also save a little (measured:
+    # 10 bits of 5690 at budget 64).
     solid = _payload_bits(digits_coder, digits_coder.compress(x, budget))
-    assert total - 8 <= solid <= total * (1 + 1e-4) + 16
+    assert total * (1 - 3e-3) - 8 <= solid <= total * (1 + 1e-4) + 16
     for bits, data in zip(integer_bits, digits_coder.compress_each(x, budget)):
-      assert bits - 16 <= _payload_bits(digits_coder, data) <= bits * (1 + 1e-3) + 16
+      assert bits * (1 - 3e-3) - 16 <= _payload_bits(digits_coder, data) <= (
+          bits * (1 + 1e-3) + 16)
 
 
 @pytest.mark.slow

@@ -100,9 +100,10 @@ def test_version_1_and_other_versions_are_refused():
 
 
 def test_unknown_arithmetic_is_refused():
-  for arithmetic in (0, 2, 255):
+  for arithmetic in (0, 1, 3, 255):  # 1: retired.
     data = container.pack(ORIGINALS[2], STREAMS, FP, arithmetic=arithmetic)
     assert _error(data) == "f.ardm: " + stream.unknown_arithmetic(arithmetic)
+  assert "b4a784b" in stream.unknown_arithmetic(1)
   with pytest.raises(ValueError):
     container.pack(ORIGINALS[2], STREAMS, FP, arithmetic=256)
   with pytest.raises(ValueError):

@@ -109,6 +109,7 @@ def _full_cases():
                  "version: 0"),
       (at(3, 7), stream.unknown_arithmetic(7)),
       (at(3, 0), stream.unknown_arithmetic(0)),
+      (at(3, 1), stream.unknown_arithmetic(1)),  # Retired: says which release reads it.
       (at(4, 0x02), stream.FOREIGN),
       (at(7, 0xff), stream.FOREIGN),
       (good[:8] + b"\x85" * 5 + good[9:], stream.TRUNCATED),  # A budget past 5 bytes.
@@ -119,6 +120,12 @@ def _full_cases():
   cases += [(at(8, 6), mismatch), (at(9, 4), mismatch), (at(10, good[10] ^ 1), mismatch),
             (at(11, good[11] ^ 0x80), mismatch)]
   return cases
+
+
+def test_retired_arithmetic_names_the_release_that_reads_it():
+  text = stream.unknown_arithmetic(1)
+  assert "\n" not in text and "retired arithmetic 1" in text and "b4a784b" in text
+  assert "unknown arithmetic id" in stream.unknown_arithmetic(9)
 
 
 def test_corrupt_full_headers_give_the_right_error():

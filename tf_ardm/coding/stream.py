@@ -188,6 +188,8 @@ def _parse_identity(padded, length, fingerprint, checks):
          f"unsupported ARDM stream format version (this codec reads version {VERSION}); "
          "version:", version)
   arithmetic = _be_int(padded, at(3), 1)
+  for retired in sorted(RETIRED):
+    _chain(checks, (length <= 3) | (arithmetic != retired), unknown_arithmetic(retired))
   _chain(checks, (length <= 3) | (arithmetic == ARITHMETIC), UNKNOWN_ARITHMETIC + "; id:",
          arithmetic)
   _chain(checks, (length < _FIXED) | (
