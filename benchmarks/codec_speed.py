@@ -17,11 +17,13 @@ stage on 16 patches; each in two modes: `each`, one stream per datapoint
 datapoints in one stream (Coder.compress / decompress). A timed call is an
 encode of the whole set then a decode of its streams, which must give the
 data back. The first call of each case and codec (tracing, XLA compilation)
-is reported apart; then `--repeats` rounds run interleaved, old, new (XLA),
-new (plain TF: `use_xla` off on the loaded export), and the table gives the
+is reported apart; then `--repeats` rounds run interleaved, old, new (XLA:
+Coder.set_xla(True)), new (plain TF: set_xla(False)), and the table gives the
 medians in seconds. The new codec's XLA and plain streams must be identical.
+By default the Coder picks XLA for jobs of at least codec.AUTO_XLA_WORK
+position-calls and plain TF, whose first call costs less, below.
 
-The bar: new (XLA, the default) / old <= 1.5 for both encode and decode;
+The bar: new (XLA) / old <= 1.5 for both encode and decode;
 every row says whether it meets it. The ratios come from calls interleaved
 in one run on one machine; absolute times move with the machine's load.
 Exits 1 when a round trip or the XLA/plain identity fails.
@@ -98,8 +100,8 @@ def worker(root):
       reply = {"package": os.path.abspath(tf_ardm.__file__),
                "load_s": time.perf_counter() - start}
     else:
-      if request["xla"] is not None:
-        coder.module.use_xla.assign(bool(request["xla"]))
+      if request["xla"] is not None:  # Held for the whole job (else the Coder picks).
+        coder.set_xla(bool(request["xla"]))
       if request["x"] not in arrays:
         arrays[request["x"]] = np.load(request["x"])
       reply = _worker_time(coder, arrays[request["x"]], request["budget"], request["mode"])
@@ -205,7 +207,7 @@ def _table(header, rows):
 def report(rows, firsts, loads):
   """Prints the tables; returns True when every row meets the bar."""
   print(f"\nMedians of the interleaved rounds, seconds per call on the whole set; "
-        f"ratio = new (XLA, the default) / old; bar: <= {BAR} for encode and decode.")
+        f"ratio = new (XLA) / old; bar: <= {BAR} for encode and decode.")
   body, all_meet = [], True
   for name, mode, budget, count, med, old_bytes, new_bytes in rows:
     cells = [name, mode, budget, count]
