@@ -283,16 +283,6 @@ def test_conv3x3_exact_at_the_bound_edge(direct, jit):
   np.testing.assert_array_equal(_np(got), expected)
 
 
-def test_check_sum_bound_raises_past_two_to_the_52():
-  product = fp.ACT_MAX * fp.WEIGHT_MAX
-  largest = (fp.SUM_BOUND - 1) // product
-  fp.check_sum_bound(largest, fp.ACT_MAX, fp.WEIGHT_MAX, "ok")
-  with pytest.raises(fp.BoundError, match="conv9.*fan-in"):
-    fp.check_sum_bound(largest + 1, fp.ACT_MAX, fp.WEIGHT_MAX, "conv9")
-  with pytest.raises(fp.BoundError):
-    fp.check_sum_bound(1, 2**26, 2**26, "exactly 2^52")
-
-
 # ---------------------------------------------------------------- Linear ---
 
 

@@ -127,7 +127,7 @@ class StageSpace(tf.Module):
     direct, the softmax weights of the stage's b digits; data, the softmax
     weights of the data classes that reach x_past, summed into the choices
     (the values of x_future that step r maps to x_past; padding gets 0),
-    in int64; then fixed_point.frequencies' floor.
+    as int32 prefix-sum differences; then fixed_point.frequencies' floor.
     """
     if self.parametrization == "direct":
       b = self.transition.branching

@@ -85,22 +85,18 @@ class IntegerNetwork(tf.Module):
 
   # Layers ------------------------------------------------------------------
 
-  def _gemm_input(self, x):
-    """The exponent for narrowing x (calibration batch) to GEMM_INPUT_MAX:
-    the finest that holds its peak, and no finer than x's own."""
+  def _gemm_input(self, x, limit=fp.GEMM_INPUT_MAX):
+    """The exponent for narrowing x (calibration batch) to |a| <= limit: the
+    finest that holds its peak, and no finer than x's own."""
     peak = float(np.max(np.abs(x.q.numpy()), initial=0)) * 2.0**-x.f
     if peak == 0:
       return x.f
-    return min(x.f, fp.exponent_for(peak, fp.GEMM_INPUT_MAX, headroom=1.0))
+    return min(x.f, fp.exponent_for(peak, limit, headroom=1.0))
 
   def narrow(self, name, x, limit):
     """x as float32 integers |a| <= limit, and their exponent: the finest that
     holds x's calibration peak and no finer than x's own (saturating beyond)."""
-    def make():
-      peak = float(np.max(np.abs(x.q.numpy()), initial=0)) * 2.0**-x.f
-      f = x.f if peak == 0 else min(x.f, fp.exponent_for(peak, limit, headroom=1.0))
-      return _Exponent(f)
-    op = self.op(name, make)
+    op = self.op(name, lambda: _Exponent(self._gemm_input(x, limit)))
     return tf.cast(fp.saturate(fp.shift_round(x.q, x.f - op.f), limit), tf.float32), op.f
 
   def dense(self, name, layer, x, f_out=None, limit=fp.ACT_MAX, scale=1.0):
