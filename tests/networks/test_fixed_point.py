@@ -689,3 +689,82 @@ def test_attention_limits_keep_the_weighted_sums_below_two_to_the_24(length):
     fewer = -(-length // (chunks - 1))
     assert fewer * fp.GEMM_INPUT_MAX * 2**fp.MIN_ATTENTION_BITS >= fp.F32_SUM_BOUND
   assert fp.attention_limits(250) == (10, 63) and fp.attention_limits(16) == (11, 16)
+
+
+# --------------------------------------------------------------- attention ---
+
+
+def _attention_reference(q, k, v, shift, bits, bias, mean_bits):
+  """The documented attention in Python ints: logits, table weights, the
+  rounded weighted mean (no chunks, no float types)."""
+  q, k, v = _ints(q), _ints(k), _ints(v)
+  raw = np.einsum("bqhd,bkhd->bhqk", q, k)
+  if shift > 0:
+    logits = (raw + 2**(shift - 1)) // 2**shift
+  else:
+    logits = raw * 2**-shift
+  logits = np.clip(logits, -fp.LOGIT_LIMIT, fp.LOGIT_LIMIT)
+  if bias is not None:
+    logits = logits + _ints(bias)
+  s = fp.EXP_BITS - bits
+  table = [(int(t) + (2**(s - 1) if s else 0)) // 2**s for t in fp.exp_table()]
+  d = logits.max(-1, keepdims=True) - logits
+  w = np.vectorize(lambda i: table[min(int(i), len(table) - 1)], otypes=[object])(d)
+  num = np.einsum("bhqk,bkhd->bqhd", w, v) * 2**mean_bits
+  den = np.transpose(w.sum(-1), [0, 2, 1])[..., None]
+  return (2 * num + den) // (2 * den)
+
+
+@pytest.mark.parametrize("length, shift, with_bias", [
+    (16, 3, False),  # One chunk, int32.
+    (250, -2, True),  # Five chunks of 50 (no padding), int32, ALiBi-like bias.
+    (127, 0, True),  # A prime length: 3 chunks of 43, the last zero padded.
+    (64, -7, False),  # 2^31 > 2^30: int64 logits.
+])
+@pytest.mark.parametrize("jit", [False, True])
+def test_attention_against_python_ints(length, shift, with_bias, jit):
+  heads, dim, batch, mean_bits = 2, 8, 2, 4
+  limit = fp.attention_input_max(dim)
+  bits, chunk = fp.attention_limits(length)
+  rng = np.random.default_rng(length)
+  q = rng.integers(-limit, limit + 1, [batch, length, heads, dim])
+  k = rng.integers(-limit, limit + 1, [batch, length, heads, dim])
+  v = rng.integers(-fp.GEMM_INPUT_MAX, fp.GEMM_INPUT_MAX + 1, [batch, length, heads, dim])
+  # Row 0 at the bounds' edge: q . k = dim limit^2 < 2^24 for the first query.
+  q[0, 0], k[0, :] = limit, limit
+  v[0, :, 0] = fp.GEMM_INPUT_MAX
+  bias = -rng.integers(0, 2**14, [heads, length, length]) if with_bias else None
+  peak = 0 if bias is None else int(np.abs(bias).max())
+  dtype = fp.attention_logit_dtype(shift, peak)
+  assert (dtype == tf.int64) == (shift == -7)
+  expected = _attention_reference(q, k, v, shift, bits, bias, mean_bits)
+  table = tf.constant(fp.attention_table(bits).astype(np.float32))
+
+  def run(dtype):
+    fn = lambda *a: fp.attention(*a, shift, table, chunk,
+                                 None if bias is None else tf.constant(bias, dtype),
+                                 mean_bits, dtype)
+    fn = tf.function(fn, jit_compile=True) if jit else fn
+    return _np(fn(*[tf.constant(a.astype(np.float32)) for a in (q, k, v)]))
+
+  got = run(dtype)
+  assert got.dtype == np.int64 and got.shape == (batch, length, heads, dim)
+  np.testing.assert_array_equal(got.astype(object), expected)
+  if dtype == tf.int32:  # The int64 path gives the same integers.
+    np.testing.assert_array_equal(run(tf.int64), got)
+
+
+def test_attention_split_and_logit_type_bounds():
+  assert fp.attention_split(250, 63) == (5, 50)
+  assert fp.attention_split(127, 63) == (3, 43)  # 127 is prime: padded.
+  assert fp.attention_split(16, 16) == (1, 16)
+  for length in range(1, 600, 7):
+    for chunk in (16, 63, 100):
+      chunks, size = fp.attention_split(length, chunk)
+      assert size <= chunk and chunks * size >= length > (chunks - 1) * size
+  assert fp.attention_input_max(24) == 836 and 24 * 836**2 < fp.F32_SUM_BOUND
+  assert fp.attention_logit_dtype(0) == tf.int32 and fp.attention_logit_dtype(-5) == tf.int32
+  assert fp.attention_logit_dtype(-6) == tf.int64  # 2^30 + 1.
+  assert fp.attention_logit_dtype(-5, 2**29) == tf.int64
+  assert (fp.attention_table(10) == (fp.exp_table() + 512) // 1024).all()
+  assert (fp.attention_table(fp.EXP_BITS) == fp.exp_table()).all()

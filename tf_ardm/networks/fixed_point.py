@@ -5,8 +5,10 @@ Python int): it stands for q * 2^-f. Every operation here has one exact
 result on every device, kernel library, XLA version, thread count and batch
 layout:
 
-- int64 elementwise arithmetic: adds, multiplies, `tf.math.floordiv` (floor
-  division is defined for negative operands), min/max, gathers;
+- int64 elementwise arithmetic (int32 where the caller has bounded the
+  values: attention's logits): adds, multiplies, shifts, `tf.math.floordiv`
+  (floor division is defined for negative operands), min/max, gathers,
+  reductions;
 - matmuls and convolutions in float32 on integer-valued operands
   (activations |a| <= GEMM_INPUT_MAX = 2^8, weights |w| <= GEMM_WEIGHT_MAX =
   2^11 - 1, so that TF32 and float16 hold them exactly too)
@@ -16,7 +18,8 @@ layout:
   the same integers. A 3x3 convolution runs either as a conv2d kernel that
   multiplies and adds the operands (CPU) or as im2col and one matmul (any
   device; GPU conv libraries may pick Winograd or FFT); `conv3x3`.
-  Attention's products use float64 with sums below 2^52;
+  Attention's products are float32 matmuls under the same bound
+  (`attention_limits`);
 - nonlinearities and exp as gathers from tables of integers, computed once
   with correctly rounded values (`table`).
 
@@ -57,6 +60,9 @@ MIN_ATTENTION_BITS = 10
 # Exponent of the inputs of table nonlinearities and of softmax logits:
 # resolution 2^-10, range +-32.
 TABLE_EXPONENT = 10
+# Logits may exceed the 16-bit activation range; only their differences
+# count, and they saturate here.
+LOGIT_LIMIT = 2**40
 # exp(-d 2^-TABLE_EXPONENT) is tabulated times 2^EXP_BITS, so every softmax
 # weight is an integer in [0, 2^EXP_BITS]; beyond the table it is 0.
 EXP_BITS = 20
@@ -67,19 +73,28 @@ class BoundError(ValueError):
 
 
 def shift_round(q, s):
-  """Round half up of q * 2^-s, int64 like q: floor((q + 2^(s-1)) 2^-s).
+  """Round half up of q * 2^-s, of q's integer type: floor((q + 2^(s-1)) 2^-s).
 
-  s: int, or int [C] applied along the last axis; a negative s shifts left.
-  The right shift is arithmetic (floor division by 2^s, also for q < 0).
+  s: int, or int [C] applied along the last axis; a negative s shifts left
+  (the caller keeps the result within q's type). The right shift is
+  arithmetic (floor division by 2^s, also for q < 0).
   """
   s = np.asarray(s, np.int64)
   right = np.maximum(s, 0)
   if np.any(s < 0):
-    q = tf.bitwise.left_shift(q, tf.constant(np.maximum(-s, 0), tf.int64))
+    q = tf.bitwise.left_shift(q, tf.constant(np.maximum(-s, 0), q.dtype))
   if not np.any(right):
     return q
   half = np.where(right > 0, np.left_shift(1, np.maximum(right - 1, 0)), 0)
-  return tf.bitwise.right_shift(q + tf.constant(half, tf.int64), tf.constant(right, tf.int64))
+  return tf.bitwise.right_shift(q + tf.constant(half, q.dtype), tf.constant(right, q.dtype))
+
+
+def shift_round_array(q, s):
+  """shift_round of a NumPy integer array (int64), for tables built ahead."""
+  q = np.asarray(q, np.int64)
+  if s <= 0:
+    return np.left_shift(q, -s)
+  return np.right_shift(q + (1 << (s - 1)), s)
 
 
 def div_round(num, den):
@@ -151,6 +166,84 @@ def attention_limits(length, value_max=GEMM_INPUT_MAX):
     if bits >= MIN_ATTENTION_BITS:
       return bits, chunk
     chunks += 1
+
+
+def attention_input_max(dim):
+  """The largest |q|, |k| of attention's float32 logits at head size `dim`:
+  dim * limit^2 < F32_SUM_BOUND (836 at dim 24)."""
+  return math.isqrt((F32_SUM_BOUND - 1) // int(dim))
+
+
+def attention_table(bits):
+  """exp_table() rounded half up to weights of at most 2^bits, int64."""
+  return shift_round_array(exp_table(), EXP_BITS - int(bits))
+
+
+def attention_logit_dtype(shift, bias_peak=0):
+  """tf.int32 where attention's logits provably stay below 2^30 in magnitude
+  (so that max - l fits as well; `attention`), else tf.int64.
+
+  The raw products are below 2^24; at TABLE_EXPONENT below 2^(24 - shift)
+  + 1 for shift < 0 (below 2^24 otherwise), plus the bias peak.
+  """
+  peak = (F32_SUM_BOUND << max(-int(shift), 0)) + 1 + int(bias_peak)
+  return tf.int32 if peak < 2**30 else tf.int64
+
+
+def attention_split(length, chunk):
+  """(chunks, size) of `attention`'s key split: chunks * size >= length with
+  size <= chunk. The fewest chunks that divide `length` exactly (no padding),
+  unless that takes more than twice the fewest chunks at all; then those,
+  the last one zero padded."""
+  fewest = -(-int(length) // int(chunk))
+  for chunks in range(fewest, 2 * fewest + 1):
+    if length % chunks == 0:
+      return chunks, length // chunks
+  return fewest, -(-int(length) // fewest)
+
+
+def attention(q, k, v, shift, table, chunk, bias=None, mean_bits=0, dtype=tf.int64):
+  """Exact softmax attention over N keys: int64 [B, N, H, d], the round half
+  up of (sum_j w_j v_j / sum_j w_j) 2^mean_bits per query, head and channel.
+
+  q, k: float32 [B, N, H, d], integers with |q|, |k| <= attention_input_max(d);
+  v: float32 [B, N, H, d], integers with |v| <= GEMM_INPUT_MAX;
+  shift: int, the exponent of the products q.k minus TABLE_EXPONENT: the
+  logits l = shift_round(q.k, shift) (+ bias) are at TABLE_EXPONENT;
+  table: float32 [n], attention_table(bits) for (bits, chunk) =
+  attention_limits(N); w_j = table[min(max l - l_j, n - 1)];
+  bias: [H, N, N] of `dtype`, or None;
+  dtype: the logits' type, attention_logit_dtype(shift, peak of |bias|)
+  (int64 logits saturate at LOGIT_LIMIT before the bias, a no-op within
+  int32's bound, so both types give the same result).
+
+  Float32 matmuls on integers whose sums stay below 2^24: the logits, and
+  the weighted sums over keys split into chunks of at most `chunk`
+  (`attention_split`), run as one batched matmul and added in int64. A ones
+  channel after the values gives the chunks' weight totals in it too.
+  """
+  length, dim = k.shape[1], k.shape[-1]
+  logits = shift_round(tf.cast(tf.einsum("bqhd,bkhd->bhqk", q, k), dtype), shift)
+  if dtype == tf.int64:
+    logits = saturate(logits, LOGIT_LIMIT)
+  if bias is not None:
+    logits += bias
+  w = softmax_weights(logits, table)  # float32 [B, H, N, N]
+  values = tf.concat([v, tf.ones_like(v[..., :1])], -1)
+  split, size = attention_split(length, chunk)
+  if split == 1:
+    sums = tf.cast(tf.einsum("bhqk,bkhd->bqhd", w, values), tf.int64)
+  else:
+    pad = split * size - length  # Zero weights on zero values add nothing.
+    if pad:
+      w = tf.pad(w, [[0, 0], [0, 0], [0, 0], [0, pad]])
+      values = tf.pad(values, [[0, 0], [0, pad], [0, 0], [0, 0]])
+    w = tf.reshape(w, tf.concat([tf.shape(w)[:3], [split, size]], 0))
+    values = tf.reshape(values, tf.concat([tf.shape(values)[:1],
+                                           [split, size, values.shape[2], dim + 1]], 0))
+    sums = tf.reduce_sum(tf.cast(tf.einsum("bhqck,bckhd->bhcqd", w, values), tf.int64), 2)
+    sums = tf.transpose(sums, [0, 2, 1, 3])
+  return div_round(sums[..., :dim] * 2**int(mean_bits), sums[..., dim:])
 
 
 def matmul(a, w, chunk=None):
@@ -371,11 +464,6 @@ def bit_length(v):
   return tf.where(tf.bitwise.left_shift(one, e + 1) <= v, e + 1, e)
 
 
-def power_of_two(k):
-  """2^k as float64, exactly, for int64 k in [-1022, 1023] (built from its bits)."""
-  return tf.bitcast(tf.bitwise.left_shift(k + 1023, 52), tf.float64)
-
-
 class Normalization:
   """Exact GroupNorm / LayerNorm: (x - mean) / sqrt(var + eps) * gamma + beta.
 
@@ -389,9 +477,7 @@ class Normalization:
   2^e <= s < 2^(e+1), the reciprocal r = floor(2^(R + e) / s) (R =
   _RECIPROCAL_BITS) has R significant bits, and y = round half up of
   (x - mean) gamma r 2^(shift - R - e), saturated, plus beta: one
-  division per group; elsewhere float64 operations whose operands and
-  results are integers or their products with powers of two, all below
-  2^53, hence exact in any order or contraction.
+  division per group, and int64 sums, products (below 2^52) and shifts.
   """
 
   def __init__(self, gamma, beta, epsilon, groups, spatial, f_in, f_out, name):
@@ -425,21 +511,20 @@ class Normalization:
   def __call__(self, q):
     channels, rank = q.shape[-1], len(q.shape)
     per_group = channels // self.groups
-    x = tf.cast(q, tf.float64)
 
     def group_sums(v):
-      """Sums over each group's elements: [..., C] -> int64 [(B, 1.., ) ..., G]."""
+      """Sums over each group's elements: int64 [..., C] -> [(B, 1.., ) ..., G]."""
       if self.spatial:
         v = tf.reduce_sum(v, list(range(1, rank - 1)), keepdims=True)
       v = tf.reshape(v, tf.concat([tf.shape(v)[:-1], [self.groups, per_group]], 0))
-      return tf.cast(tf.reduce_sum(v, -1), tf.int64)
+      return tf.reduce_sum(v, -1)
 
     def per_channel(v):
       """[..., G] -> [..., C], each group's value on its channels."""
       return tf.repeat(v, per_group, axis=-1)
 
-    # Sums in float64 of integers below 2^53 (|q| <= 2^15, q^2 < 2^30): exact.
-    sums, squares = group_sums(x), group_sums(x * x)
+    # Sums of |q| <= 2^15 and q^2 < 2^30 over a group, in int64.
+    sums, squares = group_sums(q), group_sums(q * q)
     n = tf.cast(tf.size(q) // tf.size(sums), tf.int64)
     mean = div_round(sums, n)
     # sum (q - mean)^2 = sum q^2 - 2 mean sum q + n mean^2, in int64: then
@@ -454,12 +539,13 @@ class Normalization:
     reciprocal = tf.math.floordiv(
         tf.bitwise.left_shift(tf.ones_like(std), _RECIPROCAL_BITS + e), std)
     right = _RECIPROCAL_BITS + e - self.shift  # >= 1
-    # gamma r < 2^36 and |q - mean| gamma r < 2^52; 2^-right is exact, so
-    # each float64 product below is exact, and so is the rounding.
-    scale = (tf.cast(per_channel(reciprocal) * self.gamma, tf.float64)
-             * per_channel(power_of_two(-right)))
-    y = tf.floor((x - tf.cast(per_channel(mean), tf.float64)) * scale + 0.5)
-    return saturate(tf.cast(y, tf.int64) + self.beta)
+    # |q - mean| < 2^16 and gamma r < 2^36: the products are below 2^52;
+    # y is their round half up times 2^-right, an arithmetic shift.
+    scale = per_channel(reciprocal) * self.gamma
+    right = per_channel(right)
+    half = tf.bitwise.left_shift(tf.ones_like(right), right - 1)
+    y = tf.bitwise.right_shift((q - per_channel(mean)) * scale + half, right)
+    return saturate(y + self.beta)
 
 
 # Block length of prefix_sums' in-block scan.
@@ -489,12 +575,15 @@ def prefix_sums(weights):
 
 
 def softmax_weights(logits, table):
-  """exp(l - max l) 2^EXP_BITS, int64 like logits (at TABLE_EXPONENT).
+  """exp(l - max l) 2^EXP_BITS for logits l at TABLE_EXPONENT (int64, or
+  int32 where max l - l stays below 2^31), of the table's type.
 
-  table: int64 [n], `exp_table()` as a tensor.
+  table: [n], `exp_table()` as a tensor (or the table with every entry
+  rounded alike, which rounds the weights alike; or as float32 where its
+  integers are exact there).
   """
   d = tf.reduce_max(logits, -1, keepdims=True) - logits
-  return tf.gather(table, tf.minimum(d, tf.cast(tf.shape(table)[0] - 1, tf.int64)))
+  return tf.gather(table, tf.minimum(d, tf.cast(tf.shape(table)[0] - 1, logits.dtype)))
 
 
 def frequencies(weights, real=None):

@@ -24,8 +24,7 @@ from tf_ardm.networks import fixed_point as fp
 from tf_ardm.networks.transformer import Transformer
 from tf_ardm.networks.unet import UNet
 
-# Logits may exceed the 16-bit activation range; only their differences count.
-LOGIT_LIMIT = 2**40
+LOGIT_LIMIT = fp.LOGIT_LIMIT
 # Extra fractional bits of attention's weighted means (before the output layer narrows them).
 _MEAN_BITS = 4
 
@@ -161,45 +160,31 @@ class IntegerNetwork(tf.Module):
     return Fixed(tf.concat([fp.rescale(p.q, p.f, f) for p in parts], -1), f)
 
   def attention(self, name, layer, x, bias=None):
-    """Multi-head self-attention of a layers.SelfAttention over x [B, N, C].
+    """Multi-head self-attention of a layers.SelfAttention over x [B, N, C]:
+    fixed_point.attention on the narrowed queries, keys and values.
 
-    bias: int64 [H, N, N] added to the logits (at TABLE_EXPONENT).
+    bias: a _Table [H, N, N] added to the logits (at TABLE_EXPONENT), or None.
     """
     heads, dim = layer.num_heads, layer.head_dim
     q = self.dense(name + "/q", layer.q, x, scale=dim**-0.5)
     k = self.dense(name + "/k", layer.k, x)
     v = self.dense(name + "/v", layer.v, x)
-    # Queries and keys narrowed so that the logits' float32 sums stay below
-    # 2^24: dim * limit^2 < F32_SUM_BOUND (836 levels a side at dim 24).
-    limit = math.isqrt((fp.F32_SUM_BOUND - 1) // dim)
-    heads_of = lambda h, dtype: tf.cast(tf.reshape(
-        h, tf.concat([tf.shape(h)[:2], [heads, dim]], 0)), dtype)
-    q_a, q_f = self.narrow(name + "/q_narrow", q, limit)
-    k_a, k_f = self.narrow(name + "/k_narrow", k, limit)
-    logits = tf.cast(tf.einsum("bqhd,bkhd->bhqk", heads_of(q_a, tf.float32),
-                               heads_of(k_a, tf.float32)), tf.int64)
-    logits = fp.saturate(fp.rescale(logits, q_f + k_f, fp.TABLE_EXPONENT), LOGIT_LIMIT)
-    if bias is not None:
-      logits += bias
-    weights = self.softmax(logits)  # [B, H, N, N], <= 2^EXP_BITS
-    # The weighted sums of values in float32 too: values narrowed to 9 bits,
-    # weights rounded to `bits` bits, keys in chunks whose sums stay below
-    # 2^24 (fixed_point.attention_limits); the chunks' sums add in int64.
     length = x.q.shape[1]
     if length is None:
       raise fp.BoundError(f"{name}: attention needs a static sequence length")
-    bits, chunk = fp.attention_limits(length)
-    weights = fp.shift_round(weights, fp.EXP_BITS - bits)
+    limit = fp.attention_input_max(dim)
+    heads_of = lambda h: tf.reshape(h, tf.concat([tf.shape(h)[:2], [heads, dim]], 0))
+    q_a, q_f = self.narrow(name + "/q_narrow", q, limit)
+    k_a, k_f = self.narrow(name + "/k_narrow", k, limit)
     v_a, v_f = self.narrow(name + "/v_narrow", v, fp.GEMM_INPUT_MAX)
-    values, w = heads_of(v_a, tf.float32), tf.cast(weights, tf.float32)
-    num = None
-    for start in range(0, length, chunk):
-      part = tf.cast(tf.einsum("bhqk,bkhd->bqhd", w[..., start:start + chunk],
-                               values[:, start:start + chunk]), tf.int64)
-      num = part if num is None else num + part
-    den = tf.transpose(tf.reduce_sum(weights, -1), [0, 2, 1])[..., None]
-    # The weighted mean at _MEAN_BITS more fractional bits than the values.
-    h = fp.div_round(num * 2**_MEAN_BITS, den)
+    shift = q_f + k_f - fp.TABLE_EXPONENT
+    bias_peak = 0 if bias is None else int(np.max(np.abs(bias.values), initial=0))
+    dtype = fp.attention_logit_dtype(shift, bias_peak)
+    bits, chunk = fp.attention_limits(length)
+    h = fp.attention(heads_of(q_a), heads_of(k_a), heads_of(v_a), shift,
+                     self.constant(fp.attention_table(bits), tf.float32), chunk,
+                     None if bias is None else self.constant(bias.values, dtype),
+                     _MEAN_BITS, dtype)
     h = Fixed(tf.reshape(h, tf.shape(v.q)), v_f + _MEAN_BITS)
     return self.dense(name + "/out", layer.out, h)
 
@@ -354,7 +339,7 @@ class IntegerTransformer(IntegerNetwork):
       alibi = self.op("alibi", lambda: _Table(
           np.round(net.bias.numpy().astype(np.float64) * 2.0**fp.TABLE_EXPONENT),
           fp.TABLE_EXPONENT))
-      bias = self.constant(alibi.values)
+      bias = alibi
     for i, block in enumerate(net.blocks):
       name = f"block{i}"
       a = self.norm(name + "/norm1", block.norm1, h, False, 1)
