@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from tf_ardm.data import byte_text
 from tf_ardm.data import datasets
 from tf_ardm.data import photos
 from tf_ardm.data import text
@@ -35,6 +36,50 @@ def test_text8_alphabet_in_bytes():
                        (b"\xe9", r"b'\\xe9' at offset 0")]:
     with pytest.raises(ValueError, match=message + r" is outside the text8 alphabet"):
       text.encode(bad)
+
+
+def test_text_bytes_split_by_document_and_fixed():
+  docs = byte_text.documents()
+  names = sorted(docs)
+  assert any(n.startswith("topics/") for n in names)
+  assert "stdlib/json/decoder.py" in names and "stdlib/os.py" in names
+  assert not any("/test/" in n or "idlelib" in n or "site-packages" in n for n in names)
+  assert all(byte_text.SEPARATOR not in d and d for d in docs.values())
+  # The split of a document is a fixed function of its name.
+  splits = {n: byte_text.split_of(n) for n in names}
+  assert splits["stdlib/os.py"] == byte_text.split_of("stdlib/os.py")
+  count = {s: sum(v == s for v in splits.values()) for s in ("train", "valid", "test")}
+  assert count["test"] > 0.03 * len(names) and count["valid"] > 0.03 * len(names)
+  assert count["train"] > 0.85 * len(names)
+  # Pinned: the hash buckets must never move (a moved document would leak
+  # test text into training for models trained before).
+  assert [byte_text.split_of(f"doc{i}") for i in range(8)] == _PINNED_SPLITS
+  # Each split is its documents, in name order, joined by NUL; no test
+  # document's text is in the training bytes.
+  joined = byte_text.split_bytes(docs)
+  test_names = [n for n in names if splits[n] == "test"]
+  assert joined["test"] == b"\0".join(docs[n] for n in test_names)
+  long_test = max(test_names, key=lambda n: len(docs[n]))
+  assert docs[long_test][:200] not in joined["train"]
+
+
+_PINNED_SPLITS = ["train", "train", "valid", "test", "train", "train", "train", "train"]
+
+
+def test_text_bytes_dataset_shapes_and_round_trip():
+  data = datasets.load("text_bytes", seq_len=256)
+  assert data.kind == "text" and data.num_classes == 257 and data.shape == (256, 1)
+  assert data.pad == byte_text.PAD == 256 and 0 < data.pad_fraction < 1
+  for x in data.splits.values():
+    assert x.dtype == np.int32 and x.min() >= 0 and x.max() <= 255 and len(x) > 10
+  train = byte_text.split_bytes()["train"]
+  assert byte_text.to_bytes(data.splits["train"][:3]) == train[:3 * 256]
+  assert byte_text.to_bytes([[-1, 0], [255, 256]]) == bytes([0, 255])  # PAD dropped.
+  chunks = byte_text.pad_chunks(b"abc", 2)
+  np.testing.assert_array_equal(chunks[..., 0], [[97, 98], [99, byte_text.PAD]])
+  assert byte_text.pad_chunks(b"", 4).shape == (0, 4, 1)
+  assert byte_text.to_bytes(byte_text.pad_chunks(bytes(range(256)), 100)) == bytes(range(256))
+  assert "train" in byte_text.corpus_summary() and "Python 3." in byte_text.corpus_summary()
 
 
 def test_mosaic_layout_fill_and_gap():

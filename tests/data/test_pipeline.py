@@ -39,6 +39,34 @@ def test_text_crops_are_a_function_of_the_seed():
   assert not np.array_equal(crops(3), crops(4))
 
 
+def test_padded_text_crops_keep_a_prefix_and_pad_the_rest():
+  seq_len, pad = 16, -1
+  chunks = _stream_chunks(100, seq_len)
+  crops = _take(pipeline._text_crops(chunks, 5, pad=pad, pad_fraction=0.25), 800)[..., 0]
+  plain = _take(pipeline._text_crops(chunks, 5), 800)[..., 0]
+  lengths = (crops != pad).sum(1)
+  # A prefix of the same crop, then only padding.
+  np.testing.assert_array_equal(np.where(crops != pad, crops, plain), plain)
+  assert ((crops == pad) == (np.arange(seq_len) >= lengths[:, None])).all()
+  short = lengths < seq_len
+  assert 0.2 < short.mean() < 0.3  # pad_fraction of the crops.
+  assert lengths[short].min() >= 1 and set(lengths[short]) == set(range(1, seq_len))
+  # The same crops on resume: a function of the seed and the index.
+  again = _take(pipeline._text_crops(chunks, 5, skip=300, pad=pad, pad_fraction=0.25), 10)
+  np.testing.assert_array_equal(again[..., 0], crops[300:310])
+
+
+def test_byte_training_batches_hold_bytes_and_padded_tails():
+  data = datasets.load("text_bytes", seq_len=64)
+  batches = _take(pipeline.train_dataset(data, batch_size=32, seed=0), 8)[..., 0]
+  assert batches.shape == (8, 32, 64) and batches.min() >= 0 and batches.max() == data.pad
+  rows = batches.reshape(-1, 64)
+  padded = rows[:, -1] == data.pad
+  assert 0.1 < padded.mean() < 0.4
+  for row in rows[padded]:  # The padding is the row's tail.
+    assert (row[np.argmax(row == data.pad):] == data.pad).all()
+
+
 def test_text_training_batches():
   data = datasets.load("text", seq_len=32)
   batches = _take(pipeline.train_dataset(data, batch_size=8, seed=1), 5)

@@ -74,8 +74,8 @@ def main(argv):
       files.append((src, *container.unpack(f.read(), src)))
   coder = codec.load(flags.model_path())
   data, headers = decompress_all(coder, files)
-  outputs = {rel: container.rebuild(x, original, coder.config)
-             for (_, rel), (_, original, _, _), x in zip(jobs, files, data)}
+  outputs = {rel: container.rebuild(x, original, coder.config, src)
+             for (src, rel), (_, original, _, _), x in zip(jobs, files, data)}
   container.commit(outputs, out_path)
   if FLAGS.verbose:
     for (name, original, _, streams), x, header in zip(files, data, headers):

@@ -24,7 +24,7 @@ from tf_ardm import atomic
 from tf_ardm import errors
 from tf_ardm.cli import app
 from tf_ardm.cli import flags
-from tf_ardm.data import text as text_lib
+from tf_ardm.data import datasets
 from tf_ardm.data import validation
 from tf_ardm.errors import UserError
 from tf_ardm.evaluation import images
@@ -72,8 +72,8 @@ def write(path, x, config):
   if config.kind == "image":
     images.save_grid(path, x, config.num_classes)
   else:
-    with atomic.file(path) as tmp, open(tmp, "w") as f:
-      f.write("\n".join(text_lib.decode(s) for s in x) + "\n")
+    with atomic.file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+      f.write("\n".join(datasets.decode_text(s, config) for s in x) + "\n")
 
 
 def output_path(out, config):

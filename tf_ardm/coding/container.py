@@ -6,18 +6,24 @@ An input file becomes datapoints of the model's shape:
     [H, W] / [H, W, C] of integers in [0, K), of any size. It is tiled
     row-major into model-sized patches; the right and bottom edges are
     padded by repeating the last column / row.
-  * text models: ASCII text over the text8 alphabet (a-z and space; one
-    trailing newline is kept), cut into chunks of the model's length, the
-    last padded with spaces. With `normalize`, any text is first mapped to
-    that alphabet (lossy: decompression gives the normalised text). An NPY
-    [L] of token ids works too.
-  * any model: an NPY [N, *shape] holds N datapoints as they are.
+  * text8 models (K = 28): ASCII text over the text8 alphabet (a-z and
+    space; one trailing newline is kept), cut into chunks of the model's
+    length, the last padded with spaces. With `normalize`, any text is first
+    mapped to that alphabet (lossy: decompression gives the normalised
+    text). An NPY [L] of token ids works too.
+  * byte models (K = 257, datasets.is_bytes): any file at all, whatever its
+    name or content, as its raw bytes, cut into chunks of the model's
+    length, the last filled with the PAD class after the data
+    (byte_text.pad_chunks); the true length is recorded. An empty file has
+    no datapoints and no streams.
+  * any other model: an NPY [N, *shape] holds N datapoints as they are.
 
 File layout, version 2 (integers are LEB128 varints):
   4      magic b"ARDM"
   1      container version (2)
-  1      kind: 1 PNG, 2 NPY, 3 text
-  ...    rank, then the original dims (PNG [H, W, C], NPY its shape, text [L])
+  1      kind: 1 PNG, 2 NPY, 3 text, 4 bytes
+  ...    rank, then the original dims (PNG [H, W, C], NPY its shape, text
+         and bytes [L])
   ...    NPY: its dtype (numpy dtype.str, length-prefixed); text: 1 if a
          trailing newline was dropped, else 0
   1      the arithmetic id of the streams (tf_ardm.coding.stream.ARITHMETICS)
@@ -42,6 +48,8 @@ from PIL import Image
 from tf_ardm import atomic
 from tf_ardm.coding import stream
 from tf_ardm.coding import varint
+from tf_ardm.data import byte_text
+from tf_ardm.data import datasets
 from tf_ardm.data import text as text_lib
 from tf_ardm.data import tiles
 from tf_ardm.data import validation
@@ -49,7 +57,7 @@ from tf_ardm.errors import UserError, check_writable
 
 MAGIC = b"ARDM"
 VERSION = 2
-PNG, NPY, TEXT = 1, 2, 3
+PNG, NPY, TEXT, BYTES = 1, 2, 3, 4
 _MAX_VARINT = 10  # Bytes of a varint up to 2^70.
 _DTYPE = re.compile(r"\|b1|[|<>][iu][1248]")  # NPY dtypes a container may name.
 _SPACE = int(text_lib.encode(" ")[0])  # Pads the last text chunk.
@@ -60,8 +68,8 @@ class Original:
   """What decompression needs to rebuild the input file.
 
   Attributes:
-    kind: PNG, NPY or TEXT.
-    shape: original dims (PNG [H, W, C], NPY its shape, text [L]).
+    kind: PNG, NPY, TEXT or BYTES.
+    shape: original dims (PNG [H, W, C], NPY its shape, text and bytes [L]).
     dtype: NPY dtype string ('' otherwise).
     newline: text ended with a newline.
   """
@@ -114,6 +122,15 @@ def _read_text(path, normalize):
   return ids, Original(TEXT, (len(ids),), newline=newline)
 
 
+def _read_bytes(path):
+  try:
+    with open(path, "rb") as f:
+      raw = f.read()
+  except OSError as e:
+    raise UserError(f"{path}: cannot read: {e.strerror}") from None
+  return np.frombuffer(raw, np.uint8), Original(BYTES, (len(raw),))
+
+
 def _chunk(ids, length):
   """Token ids [L] -> [N, length, 1], the last chunk padded with spaces."""
   n = -(-len(ids) // length)
@@ -139,13 +156,17 @@ def to_datapoints(x, config, path):
   if x.ndim != 1:
     raise UserError(f"{path}: expected text, token ids [L] or datapoints "
                     f"[N, {', '.join(map(str, shape))}], got {list(x.shape)}")
+  if datasets.is_bytes(config):
+    return byte_text.pad_chunks(x.astype(np.uint8).tobytes(), shape[0])
   return _chunk(x, shape[0]).astype(np.int32)
 
 
 def read(path, config, normalize=False):
   """(datapoints int32 [N, *shape], Original) of one input file."""
   ext = os.path.splitext(path)[1].lower()
-  if ext == ".png":
+  if datasets.is_bytes(config):
+    x, original = _read_bytes(path)
+  elif ext == ".png":
     x, original = _read_png(path, config)
   elif ext == ".npy":
     x, original = _read_npy(path, config)
@@ -159,9 +180,15 @@ def read(path, config, normalize=False):
 # ------------------------------------------------------------ data -> file ---
 
 
-def rebuild(datapoints, original, config):
-  """The output file's bytes from decoded datapoints [N, *shape]."""
+def rebuild(datapoints, original, config, path="the file"):
+  """The output file's bytes from decoded datapoints [N, *shape] (path: the
+  .ardm file, for errors)."""
   shape = tuple(original.shape)
+  if original.kind == BYTES:
+    values = datapoints.reshape(-1)[:shape[0]]
+    if len(values) != shape[0] or values.max(initial=0) >= byte_text.PAD:
+      raise UserError(f"{path}: corrupt .ardm file (the decoded bytes end early)")
+    return byte_text.to_bytes(values)
   if original.kind == TEXT:
     ids = datapoints.reshape(-1)[:shape[0]]
     return text_lib.decode(ids).encode("ascii") + (b"\n" if original.newline else b"")
@@ -253,10 +280,10 @@ def unpack(data, path):
   if version != VERSION:
     raise UserError(f"{path}: .ardm container version {version} is not supported "
                     f"(this tool reads version {VERSION})")
-  if kind not in (PNG, NPY, TEXT):
+  if kind not in (PNG, NPY, TEXT, BYTES):
     raise UserError(f"{path}: corrupt .ardm file (unknown kind {kind})")
   rank = reader.integer()
-  if rank > 32:
+  if rank > 32 or (kind in (TEXT, BYTES) and rank != 1):
     raise UserError(f"{path}: corrupt .ardm file (rank {rank})")
   original = Original(kind, tuple(reader.integer() for _ in range(rank)))
   if kind == NPY:

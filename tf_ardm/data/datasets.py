@@ -4,6 +4,9 @@
 |---------|-------------|----|---------------------------------------------------|
 | digits  | (8, 8, 1)   | 17 | scikit-learn's bundled 8x8 digits (embedded)      |
 | text    | (L, 1)      | 28 | English text bundled with Python (embedded)       |
+| text_bytes | (L, 1)   | 257| raw bytes of Python's docs and stdlib sources     |
+|         |             |    | (bytes 0..255, and 256 pads a short record)       |
+|         |             |    | (embedded; split by document: data/byte_text.py)  |
 | text8   | (L, 1)      | 28 | a local `text8` or `text8.zip` file               |
 | cifar10 | (32, 32, 3) | 256| tfds `cifar10` under --data_dir, or an .npz file  |
 | photos  | (P, P, 3)   | 256| patches of scikit-learn's two bundled photographs |
@@ -18,11 +21,12 @@ import zipfile
 
 import numpy as np
 
+from tf_ardm.data import byte_text
 from tf_ardm.data import photos as photos_lib
 from tf_ardm.data import text as text_lib
 from tf_ardm.errors import UserError
 
-NAMES = ("digits", "text", "text8", "cifar10", "photos")
+NAMES = ("digits", "text", "text_bytes", "text8", "cifar10", "photos")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,11 +38,17 @@ class Dataset:
     kind: 'image' or 'text'.
     num_classes: K, the number of data values; data lie in [0, K).
     splits: {'train', 'valid'?, 'test'} -> int32 array [N, *shape].
+    pad: text: the class that fills a short record's chunk after its end
+      (byte_text.PAD), or None; training then pads `pad_fraction` of its
+      crops at a random length (pipeline.train_dataset).
+    pad_fraction: that fraction.
   """
   name: str
   kind: str
   num_classes: int
   splits: dict
+  pad: int = None
+  pad_fraction: float = 0.0
 
   @property
   def shape(self):
@@ -76,6 +86,32 @@ def _embedded_text(seq_len):
   corpus = " ".join(topics.topics[key] for key in sorted(topics.topics))
   ids = text_lib.encode(text_lib.normalize(corpus))
   return _split_text("text", ids, seq_len, (0.9, 0.05))
+
+
+def _text_bytes(seq_len):
+  """Bytes of Python's documentation and stdlib sources, split by document."""
+  splits = {name: byte_text.chunk(data, seq_len)
+            for name, data in byte_text.split_bytes().items()}
+  for split, chunks in splits.items():
+    if not len(chunks):
+      raise UserError(f"text_bytes: the {split} split has no chunk of "
+                      f"--seq_len={seq_len} bytes")
+  return Dataset("text_bytes", "text", byte_text.NUM_CLASSES, splits, byte_text.PAD,
+                 byte_text.PAD_FRACTION)
+
+
+def is_bytes(config):
+  """Whether a model codes raw bytes: a text model with K = 257 (the byte
+  values and byte_text.PAD)."""
+  return config.kind == "text" and config.num_classes == byte_text.NUM_CLASSES
+
+
+def decode_text(ids, config):
+  """A text model's datapoint (ids, any shape) as a str for display: bytes
+  as UTF-8 (invalid sequences replaced, PAD dropped), text8 ids as letters."""
+  if is_bytes(config):
+    return byte_text.to_bytes(ids).decode("utf-8", "replace")
+  return text_lib.decode(ids)
 
 
 def _text8(data_dir, seq_len):
@@ -149,6 +185,8 @@ def load(name, data_dir=None, seq_len=250, patch_size=16):
     return _digits()
   if name == "text":
     return _embedded_text(seq_len)
+  if name == "text_bytes":
+    return _text_bytes(seq_len)
   if name == "text8":
     return _text8(data_dir, seq_len)
   if name == "cifar10":

@@ -15,15 +15,18 @@ def _augment_image(x, seed):
   return tf.image.rot90(x, k)
 
 
-def _text_crops(chunks, seed, skip=0):
+def _text_crops(chunks, seed, skip=0, pad=None, pad_fraction=0.0):
   """Random seq_len crops of 4*seq_len blocks (spec §9.2).
 
   chunks: int [N, seq_len, 1], a token stream cut in chunks. The stream
   (its remainder beyond whole blocks dropped) is cut in blocks of 4*seq_len
   tokens; every pass takes each block once, in a shuffled order, and crops
-  seq_len tokens at a uniform offset in [0, 3*seq_len]. Returns the infinite
-  dataset of crops [seq_len, 1], a function of `seed`, without its first
-  `skip` crops (skipped before cropping, so at no cost).
+  seq_len tokens at a uniform offset in [0, 3*seq_len]. With `pad` (a class
+  id), a fraction `pad_fraction` of the crops keep only their first L tokens,
+  L uniform in [1, seq_len - 1], and hold `pad` after them: a short record's
+  chunk, as the codec pads it. Returns the infinite dataset of crops
+  [seq_len, 1], a function of `seed`, without its first `skip` crops
+  (skipped before cropping, so at no cost).
   """
   seq_len = chunks.shape[1]
   stream = chunks.reshape(-1)
@@ -34,7 +37,14 @@ def _text_crops(chunks, seed, skip=0):
   def crop(b, index):
     start = tf.random.stateless_uniform([], [seed, index], 0, block - seq_len + 1,
                                         dtype=tf.int64)
-    return b[start:start + seq_len][:, None]
+    x = b[start:start + seq_len]
+    if pad is not None:
+      seeds = tf.random.experimental.stateless_split([seed, index], 2)
+      short = tf.random.stateless_uniform([], seeds[0]) < pad_fraction
+      length = tf.random.stateless_uniform([], seeds[1], 1, seq_len, dtype=tf.int64)
+      keep = tf.logical_or(tf.logical_not(short), tf.range(seq_len, dtype=tf.int64) < length)
+      x = tf.where(keep, x, tf.cast(pad, x.dtype))
+    return x[:, None]
   return ds.enumerate().skip(skip).map(lambda i, b: crop(b, i),
                                        num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -49,7 +59,7 @@ def train_dataset(data, batch_size, seed=0, augment=False, start_step=0):
   x = data.splits["train"]
   skip = start_step * batch_size  # Examples, skipped before any augmentation.
   if data.kind == "text" and len(x) >= 8:
-    ds = _text_crops(x, seed, skip)
+    ds = _text_crops(x, seed, skip, data.pad, data.pad_fraction)
   else:
     ds = tf.data.Dataset.from_tensor_slices(x)
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()

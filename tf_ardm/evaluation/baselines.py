@@ -267,12 +267,13 @@ def raw_bytes(x, num_classes):
   return x.astype(dtype).tobytes()
 
 
-def compress(data, codec):
+def compress(data, codec, zstd_level=ZSTD_LEVEL):
   """Compresses `data` (bytes) with `codec` at its maximum level.
 
   gzip 9 (mtime 0), bz2 9, xz preset 9 | EXTREME (dictionary capped at
   max(input size, 4 KiB); same output length as plain 9e, far less memory),
-  brotli quality 11 with the largest window (lgwin 24), zstd level 22.
+  brotli quality 11 with the largest window (lgwin 24), zstd at zstd_level
+  (default 22, its maximum).
   Returns the full container bytes, or None when the codec's package
   (brotli / zstandard) is missing.
   """
@@ -295,8 +296,27 @@ def compress(data, codec):
   if codec == "zstd":
     if _zstd is None:
       return None
-    return _zstd.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+    return _zstd.ZstdCompressor(level=zstd_level).compress(data)
   raise UserError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
+
+
+def zstd_dictionary(samples, size=112640):
+  """A zstd dictionary (zstandard.ZstdCompressionDict) trained on `samples`
+  (a list of bytes, e.g. training records of the size to be coded) with
+  zstandard.train_dictionary; `size` bytes at most (zstd's default, 110 KiB)."""
+  check(_zstd is not None, "zstandard is not installed")
+  return _zstd.train_dictionary(size, samples)
+
+
+def zstd_dictionary_coder(dictionary, level=19):
+  """(compress, decompress): bytes -> bytes functions of zstd at `level` with
+  a trained dictionary, one frame each without the dictionary id (the
+  caller names the dictionary, as a codec's caller names its model) and
+  without a checksum. The dictionary is digested once, here."""
+  compressor = _zstd.ZstdCompressor(level=level, dict_data=dictionary, write_dict_id=False,
+                                    write_checksum=False)
+  decompressor = _zstd.ZstdDecompressor(dict_data=dictionary)
+  return compressor.compress, decompressor.decompress
 
 
 def codec_available(codec):

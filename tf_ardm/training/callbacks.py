@@ -8,7 +8,7 @@ from tf_ardm.evaluation import images
 from tf_ardm.evaluation import plots
 from tf_ardm.generation import policies
 from tf_ardm.generation import sampling
-from tf_ardm.data import text as text_lib
+from tf_ardm.data import datasets
 
 
 class SummaryCallback(tf.keras.callbacks.Callback):
@@ -43,7 +43,7 @@ class SummaryCallback(tf.keras.callbacks.Callback):
         g = images.grid(samples, config.num_classes, scale=2)
         tf.summary.image("samples", g[None])
       else:
-        tf.summary.text("samples", [text_lib.decode(s) for s in samples[:4]])
+        tf.summary.text("samples", [datasets.decode_text(s, config) for s in samples[:4]])
     self.writer.flush()
 
 
