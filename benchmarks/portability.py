@@ -2,6 +2,7 @@ r"""Codec portability across TF builds, oneDNN, XLA, threads and batch sizes.
 
   .venv/bin/python benchmarks/portability.py [--models=digits,text,photos_upscale4] \
       [--count=64] [--budget=8] [--batches=1,7,16,64] [--builds=tf214,tf217] [--quick] \
+      [--conv=both|direct|im2col] \
       [--out=results.json]
 
 For each model, the first `--count` datapoints of its test split are coded
@@ -14,7 +15,13 @@ in every environment of the cross product
   XLA      TF_XLA_FLAGS="--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit" / unset;
   threads  1 (taskset to one CPU, TF_NUM_INTRAOP_THREADS=TF_NUM_INTEROP_THREADS=1)
            / 2 (two CPUs, TF_NUM_INTRAOP_THREADS=2),
-by one benchmarks/portability_worker.py process each, one at a time. A
+and, with `--conv=both` (the default) or `--conv=im2col`, the codec path a
+GPU takes, on this CPU: 3x3 convolutions as im2col and matmul
+(Codec.direct_conv False, which the Coder sets where a GPU is visible), for
+each build with oneDNN on, XLA off and on, 2 threads (`--conv=im2col`
+runs these after one reference environment of the default path). Each
+environment runs in one benchmarks/portability_worker.py process, one at a
+time. A
 worker encodes at every batch size, hashes the streams and decodes them
 again; every worker after the first also decodes the first environment's
 streams.
@@ -60,7 +67,8 @@ XLA_FLAGS = "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit"
 MODELS = ("digits", "text", "photos_upscale4")
 QUICK_BATCHES = (1, 7)
 # Variables the harness sets itself; inherited values are dropped.
-_CONTROLLED = ("TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS", "TF_ARDM_XLA", "TF_NUM_INTRAOP_THREADS",
+_CONTROLLED = ("TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS", "TF_ARDM_XLA", "TF_ARDM_CONV",
+               "TF_NUM_INTRAOP_THREADS",
                "TF_NUM_INTEROP_THREADS", "PYTHONPATH", "PYTHONHOME")
 
 
@@ -72,10 +80,12 @@ class Env:
   onednn: bool
   xla: bool
   threads: int
+  conv: str = "direct"  # Or "im2col": the GPU's convolution path.
 
   def label(self):
     return (f"{self.build} oneDNN={'on' if self.onednn else 'off'} "
-            f"XLA={'on' if self.xla else 'off'} threads={self.threads}")
+            f"XLA={'on' if self.xla else 'off'} threads={self.threads}"
+            + (" conv=im2col" if self.conv == "im2col" else ""))
 
   def variables(self, base=None):
     """The worker's process environment: `base` (os.environ) with ours set."""
@@ -87,6 +97,7 @@ class Env:
       env["TF_XLA_FLAGS"] = XLA_FLAGS
     # A format-2 codec export runs its integer network under XLA or not.
     env["TF_ARDM_XLA"] = "1" if self.xla else "0"
+    env["TF_ARDM_CONV"] = self.conv
     env["TF_NUM_INTRAOP_THREADS"] = str(self.threads)
     if self.threads == 1:
       env["TF_NUM_INTEROP_THREADS"] = "1"
@@ -117,19 +128,26 @@ def current_build():
   return "tf" + "".join(version.split(".")[:2]), sys.executable
 
 
-def environments(builds=("tf214", "tf217"), quick=False):
+def environments(builds=("tf214", "tf217"), quick=False, conv="both"):
   """The Envs to run, in order; env 0's streams are the cross-decoding reference.
 
   builds: build names (keys of BUILDS); quick: the current build only,
-  oneDNN on/off, threads 1/2, XLA off (`builds` is then ignored).
+  oneDNN on/off, threads 1/2, XLA off (`builds` is then ignored); conv:
+  'direct' (the matrix), 'both' (the matrix, then the im2col environments)
+  or 'im2col' (the matrix's first environment, then the im2col ones).
   """
   if quick:
     pythons, xlas = [current_build()], [False]
   else:
     pythons, xlas = [(b, build_python(b)) for b in builds], [False, True]
-  return [Env(build, python, onednn, xla, threads)
+  envs = [Env(build, python, onednn, xla, threads)
           for build, python in pythons for onednn in (True, False)
           for xla in xlas for threads in (1, 2)]
+  if conv not in ("direct", "both", "im2col"):
+    raise UserError(f"--conv={conv}: choose direct, both or im2col")
+  im2col = [Env(build, python, True, xla, 2, "im2col")
+            for build, python in pythons for xla in xlas]
+  return {"direct": envs, "both": envs + im2col, "im2col": envs[:1] + im2col}[conv]
 
 
 def find_python312():
@@ -280,6 +298,8 @@ def env_mismatches(env, result):
     out.append(f"{len(affinity)} CPUs allowed")
   if (seen.get("variables", {}).get("TF_XLA_FLAGS") == XLA_FLAGS) != env.xla:
     out.append("TF_XLA_FLAGS not as asked")
+  if result.get("direct_conv") is not None and result["direct_conv"] != (env.conv == "direct"):
+    out.append(f"direct_conv {result['direct_conv']}")
   return out
 
 
@@ -314,6 +334,7 @@ def compare(envs, results, batches):
       error = error or "no reference decode (env 0 saved no streams)"
     rows.append({
         "build": env.build, "onednn": env.onednn, "xla": env.xla, "threads": env.threads,
+        "conv": env.conv,
         "sha256": hashes[0] if hashes else None,
         "same_batches": bool(r.get("identical_across_batches")),
         "equal_env0": None not in hashes and hashes == base,
@@ -343,12 +364,13 @@ def _yes(value):
 
 def table(verdict):
   """The verdict's rows as a fixed-width text table, then notes on errors."""
-  header = ["build", "oneDNN", "XLA", "thr", "sha256", "same B", "= env0", "own exact",
-            "env0 exact", "bytes", "enc s", "dec s"]
+  header = ["build", "oneDNN", "XLA", "thr", "conv", "sha256", "same B", "= env0",
+            "own exact", "env0 exact", "bytes", "enc s", "dec s"]
   lines, notes = [], []
   for i, row in enumerate(verdict["rows"]):
     lines.append([row["build"], "on" if row["onednn"] else "off", "on" if row["xla"] else "off",
-                  str(row["threads"]), (row["sha256"] or "-")[:12], _yes(row["same_batches"]),
+                  str(row["threads"]), row.get("conv", "direct"), (row["sha256"] or "-")[:12],
+                  _yes(row["same_batches"]),
                   _yes(row["equal_env0"]), _yes(row["own_exact"]), _yes(row["env0_exact"]),
                   str(row["bytes"] if row["bytes"] is not None else "-"),
                   f"{row['encode_s']:.1f}", f"{row['decode_s']:.1f}"])
@@ -417,6 +439,8 @@ def main(argv=None):
   parser.add_argument("--builds", type=_names, default=list(BUILDS))
   parser.add_argument("--quick", action="store_true",
                       help="current build, oneDNN on/off, threads 1/2, XLA off, batches 1,7")
+  parser.add_argument("--conv", default="both", choices=["direct", "both", "im2col"],
+                      help="add the GPU's im2col convolution path (module doc)")
   parser.add_argument("--timeout", type=int, default=3600, help="seconds per worker")
   parser.add_argument("--out", help="write the verdicts and raw results to this JSON file")
   args = parser.parse_args(argv)
@@ -435,7 +459,7 @@ def main(argv=None):
           ensure_env(os.path.dirname(os.path.dirname(python)))
         elif not os.path.exists(python):
           raise UserError(f"{python} is missing; run `make install` first")
-    envs = environments(args.builds, args.quick)
+    envs = environments(args.builds, args.quick, args.conv)
     failed, report = False, {}
     with tempfile.TemporaryDirectory(prefix="portability-") as tmp:
       for model, root in roots.items():

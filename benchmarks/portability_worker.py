@@ -218,6 +218,9 @@ def run(codec, x, budget, batches, reference=None, streams_out=None):
     if hasattr(module, "use_xla"):  # Format 2: XLA or plain TF for the integer network.
       module.use_xla.assign(os.environ.get("TF_ARDM_XLA", "1") == "1")
       result["use_xla"] = bool(module.use_xla.numpy())
+      # 3x3 convolutions as conv kernels, or im2col and matmul (a GPU's path).
+      module.direct_conv.assign(os.environ.get("TF_ARDM_CONV", "direct") == "direct")
+      result["direct_conv"] = bool(module.direct_conv.numpy())
     result["codec_info"] = info = codec_info(module)
     result["fingerprint"] = info.get("fingerprint")
     result["load_s"] = round(time.perf_counter() - start, 3)

@@ -1,9 +1,8 @@
 """The codec portability harness (benchmarks/portability.py and its worker).
 
 The quick matrix runs here on the shipped digits codec within the current
-build. Its verdict `every_pairing_exact` is NOT asserted yet: today's float
-export need not give identical streams across oneDNN settings or threads.
-Once the exact integer codec lands, assert it (see test_quick_matrix_on_digits).
+build: oneDNN on and off, 1 and 2 threads, and the im2col convolutions a GPU
+runs; its streams must be byte-identical and every pairing exact.
 """
 import json
 import os
@@ -37,9 +36,19 @@ def _envs(n):
 
 
 def test_full_matrix_is_the_cross_product():
-  envs = portability.environments(["tf214", "tf217"])
+  envs = portability.environments(["tf214", "tf217"], conv="direct")
   assert len(envs) == len(set(envs)) == 16
-  assert {e.build for e in envs} == {"tf214", "tf217"}
+  assert {e.build for e in envs} == {"tf214", "tf217"} and {e.conv for e in envs} == {"direct"}
+  # The GPU's convolution path, on this CPU: oneDNN on, XLA off/on, 2 threads per build.
+  both = portability.environments(["tf214", "tf217"])
+  assert both[:16] == envs and len(both) == 20
+  assert {(e.build, e.xla) for e in both[16:]} == {(b, x) for b in ("tf214", "tf217")
+                                                    for x in (False, True)}
+  assert all(e.conv == "im2col" and e.onednn and e.threads == 2 for e in both[16:])
+  assert all(e.variables({})["TF_ARDM_CONV"] == e.conv for e in both)
+  assert portability.environments(["tf214", "tf217"], conv="im2col") == envs[:1] + both[16:]
+  with pytest.raises(UserError, match="--conv=gpu"):
+    portability.environments(["tf214"], conv="gpu")
   assert envs[0].python.endswith(os.path.join(".venv", "bin", "python"))
   for env in envs:
     variables = env.variables({"TF_XLA_FLAGS": "--inherited", "PATH": "/bin"})
@@ -52,7 +61,7 @@ def test_full_matrix_is_the_cross_product():
     if env.threads == 1:
       assert argv[:2] == ["taskset", "-c"] and "," not in argv[2]
   quick = portability.environments(["tf217"], quick=True)
-  assert len(quick) == 4 and not any(e.xla for e in quick)
+  assert len(quick) == 5 and not any(e.xla for e in quick) and quick[-1].conv == "im2col"
   assert {e.python for e in quick} == {sys.executable}
   with pytest.raises(UserError, match="unknown build"):
     portability.environments(["tf299"])
@@ -159,7 +168,7 @@ def test_quick_matrix_on_digits(tmp_path, monkeypatch, capsys):
   printed = capsys.readouterr().out
   with open(out) as f:
     verdict = json.load(f)["models"]["digits"]
-  assert verdict["environments"] == 4 and verdict["data_shape"] == [8, 8, 8, 1]
+  assert verdict["environments"] == 5 and verdict["data_shape"] == [8, 8, 8, 1]
   assert verdict["own_round_trips_exact"]  # Every environment decodes its own streams.
   assert verdict["environments_as_requested"]
   for row, result in zip(verdict["rows"], verdict["results"]):
@@ -167,7 +176,7 @@ def test_quick_matrix_on_digits(tmp_path, monkeypatch, capsys):
     assert sorted(result["batches"], key=int) == ["1", "7"]
   assert rc == (0 if verdict["every_pairing_exact"] else 1)
   assert "digits: " in printed and "environments byte-identical" in printed
-  assert len([line for line in printed.splitlines() if line.startswith("tf")]) == 4
-  # Lead: once the exact integer codec lands, assert the portability verdict:
-  #   assert verdict["every_pairing_exact"] and verdict["byte_identical"]
-  assert isinstance(verdict["every_pairing_exact"], bool)
+  assert len([line for line in printed.splitlines() if line.startswith("tf")]) == 5
+  assert [r["conv"] for r in verdict["rows"]] == ["direct"] * 4 + ["im2col"]
+  assert [r["direct_conv"] for r in verdict["results"]] == [True] * 4 + [False]
+  assert verdict["every_pairing_exact"] and verdict["byte_identical"] and rc == 0
