@@ -69,14 +69,14 @@ def package_sources(package):
   return docs
 
 
-def sources(names):
-  """{source name: (description, {document name: bytes})}."""
+def sources(names, corpus):
+  """{source name: (description, {document name: bytes})}; corpus:
+  byte_text.documents()."""
   out = {}
   for name in names:
     if name == "stdlib_test":
-      docs = byte_text.documents()
       out[name] = ("text_bytes test split (held-out stdlib files and topics)",
-                   {k: v for k, v in docs.items() if byte_text.split_of(k) == "test"})
+                   {k: v for k, v in corpus.items() if byte_text.split_of(k) == "test"})
     elif name == "tfp":
       import tensorflow_probability as tfp  # pylint: disable=g-import-not-at-top
       out[name] = (f"tensorflow-probability {tfp.__version__} sources",
@@ -96,9 +96,10 @@ def records(docs, size, limit):
   return every
 
 
-def training_records(size, count=20000):
-  """`size`-byte records of the training text, for the zstd dictionary."""
-  docs = {k: v for k, v in byte_text.documents().items() if byte_text.split_of(k) == "train"}
+def training_records(corpus, size, count=20000):
+  """`size`-byte records of the training text of `corpus`
+  (byte_text.documents()), for the zstd dictionary."""
+  docs = {k: v for k, v in corpus.items() if byte_text.split_of(k) == "train"}
   return records(docs, size, count)
 
 
@@ -180,10 +181,11 @@ def main():
   sizes = [int(s) for s in args.sizes.split(",")]
   print(f"model {args.model}: chunks of {coder.shape[0]} bytes, budget {budget} network "
         f"calls per chunk, batches of up to {coder.max_batch}")
-  print(byte_text.corpus_summary())
+  corpus = byte_text.documents()
+  print(byte_text.corpus_summary(corpus))
   dictionaries = {}
   verdicts = []
-  for source, (description, docs) in sources(args.sources.split(",")).items():
+  for source, (description, docs) in sources(args.sources.split(","), corpus).items():
     print(f"\n== {source}: {description}: {len(docs)} documents, "
           f"{sum(map(len, docs.values()))} bytes ==")
     for size in sizes:
@@ -193,7 +195,7 @@ def main():
         continue
       if size not in dictionaries:
         start = time.perf_counter()
-        dictionaries[size] = baselines.zstd_dictionary(training_records(size))
+        dictionaries[size] = baselines.zstd_dictionary(training_records(corpus, size))
         print(f"  [zstd dictionary for {size}-byte records: "
               f"{len(dictionaries[size].as_bytes())} bytes, {time.perf_counter() - start:.1f} s]")
       raw = len(recs) * size

@@ -30,6 +30,8 @@ import sysconfig
 
 import numpy as np
 
+from tf_ardm.data import text as text_lib
+
 PAD = 256
 NUM_CLASSES = 257
 # The fraction of training crops cut short and padded with PAD.
@@ -78,9 +80,7 @@ def split_bytes(docs=None):
 
 def chunk(data, seq_len):
   """bytes -> int32 [N, seq_len, 1] non-overlapping chunks (the tail dropped)."""
-  values = np.frombuffer(data, np.uint8).astype(np.int32)
-  n = len(values) // seq_len
-  return values[:n * seq_len].reshape(n, seq_len, 1)
+  return text_lib.chunk(np.frombuffer(data, np.uint8).astype(np.int32), seq_len)
 
 
 def to_bytes(values):

@@ -74,11 +74,15 @@ def _split_text(name, ids, seq_len, fractions):
       "valid": text_lib.chunk(ids[a:b], seq_len),
       "test": text_lib.chunk(ids[b:], seq_len),
   }
+  _check_chunks(name, splits, f"--seq_len={seq_len} characters")
+  return Dataset(name, "text", text_lib.NUM_CLASSES, splits)
+
+
+def _check_chunks(name, splits, what):
+  """UserError naming the first split of text chunks that is empty."""
   for split, chunks in splits.items():
     if not len(chunks):
-      raise UserError(f"{name}: the {split} split has no chunk of "
-                      f"--seq_len={seq_len} characters")
-  return Dataset(name, "text", text_lib.NUM_CLASSES, splits)
+      raise UserError(f"{name}: the {split} split has no chunk of {what}")
 
 
 def _embedded_text(seq_len):
@@ -92,10 +96,7 @@ def _text_bytes(seq_len):
   """Bytes of Python's documentation and stdlib sources, split by document."""
   splits = {name: byte_text.chunk(data, seq_len)
             for name, data in byte_text.split_bytes().items()}
-  for split, chunks in splits.items():
-    if not len(chunks):
-      raise UserError(f"text_bytes: the {split} split has no chunk of "
-                      f"--seq_len={seq_len} bytes")
+  _check_chunks("text_bytes", splits, f"--seq_len={seq_len} bytes")
   return Dataset("text_bytes", "text", byte_text.NUM_CLASSES, splits, byte_text.PAD,
                  byte_text.PAD_FRACTION)
 
