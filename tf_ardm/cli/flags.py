@@ -108,6 +108,10 @@ flags.DEFINE_integer("eval_batch_size", 200, "Evaluation batch size.", lower_bou
 flags.DEFINE_integer("sample_budget", 64, "Network calls for TensorBoard samples.",
                      lower_bound=1)
 flags.DEFINE_bool("jit_compile", True, "Compile the train step with XLA.")
+flags.DEFINE_enum("precision", "float32", list(train_config_lib.PRECISIONS),
+                  "What the training network computes in: float32, or mixed bfloat16 "
+                  "(CPU with AMX or AVX512-BF16, GPU) or float16 (GPU, with loss scaling); "
+                  "variables, logits, the loss and the EMA weights stay float32.")
 flags.DEFINE_float("max_train_minutes", None, "Stop training after this much "
                    "wall-clock time after the first (compiling) step; then save "
                    "and export as usual.", lower_bound=0.0)
@@ -175,7 +179,7 @@ TRAINING = ["workdir", "export_dir", "strategy", "tpu", "batch_size", "train_ste
             "export", "steps_per_epoch", "checkpoint_every", "optimizer",
             "learning_rate", "warmup_steps", "beta1", "beta2", "weight_decay",
             "clip_norm", "ema_decay", "augment", "eval_batch_size", "sample_budget",
-            "jit_compile", "max_train_minutes", "seed", "deterministic"]
+            "jit_compile", "precision", "max_train_minutes", "seed", "deterministic"]
 COMMANDS = {
     "train": DATA + MODEL + TRAINING + ["verbose"],
     "evaluate": ["model", "data_dir", "split", "limit", "passes", "eval_batch_size",

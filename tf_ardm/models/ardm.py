@@ -231,12 +231,18 @@ class OAARDM(tf.keras.Model):
   Upscale subclass has S stages) and the loss tracker keeps S*D components.
   Subclasses train the same networks with another objective (OBJECTIVE, the
   config's `objective`) by overriding `training_terms` and `evaluation_terms`.
+
+  `precision` (a key of `networks.precision.PRECISIONS`) is what the
+  training network computes in. The EMA network, which evaluation, sampling
+  and the exports use, computes in float32, and so do the logits, the loss
+  and every variable. A float16 model's optimizer must be a Keras
+  LossScaleOptimizer (`tf_ardm.training.optimizers.build` makes one).
   """
 
   denoiser_class = Denoiser
   OBJECTIVE = "ardm"
 
-  def __init__(self, config, ema_decay=0.9999, seed=0, **kwargs):
+  def __init__(self, config, ema_decay=0.9999, seed=0, precision="float32", **kwargs):
     errors.check(config.objective == self.OBJECTIVE,
                  "a model config with objective %r does not fit %s, which trains "
                  "the %r objective", config.objective, type(self).__name__,
@@ -246,7 +252,8 @@ class OAARDM(tf.keras.Model):
     self.ema_decay = ema_decay
     self.num_steps = config.num_steps
     self.total_steps = config.total_steps
-    self.network = networks.build(config, name="network")
+    self.precision = precision
+    self.network = networks.build(config, name="network", precision=precision)
     with tf.variable_creator_scope(_replica_local_creator):
       self.ema_network = networks.build(config, name="ema_network")
     self.train_denoiser = self.denoiser_class(config, self.network)
@@ -333,8 +340,13 @@ class OAARDM(tf.keras.Model):
     with tf.GradientTape() as tape:
       per_example, terms = self.training_terms(x, self.optimizer.iterations)
       loss = tf.nn.compute_average_loss(per_example)
+      scaled = isinstance(self.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+      if scaled:  # float16: scaled so that small gradients do not flush to zero.
+        loss = self.optimizer.get_scaled_loss(loss)
     variables = self.network.trainable_variables
     grads = tape.gradient(loss, variables)
+    if scaled:
+      grads = self.optimizer.get_unscaled_gradients(grads)
     self.optimizer.apply_gradients(zip(grads, variables))
     self._update_ema()
     self.loss_tracker.update(terms["t"], -terms["elbo_per_t"], terms["observed"])

@@ -27,9 +27,14 @@ def sinusoid(positions, dim):
 
 
 def group_norm(channels):
-  """GroupNorm with up to 32 groups (a divisor of `channels`), eps 1e-6."""
+  """GroupNorm with up to 32 groups (a divisor of `channels`), eps 1e-6.
+
+  It computes in float32 in every precision: in float16, 1e-6 is subnormal
+  and the gradient of rsqrt(variance + eps) at a zero variance (the U-Net's
+  zero-initialised convolutions) overflows.
+  """
   groups = math.gcd(32, channels)
-  return tf.keras.layers.GroupNormalization(groups=groups, epsilon=1e-6)
+  return tf.keras.layers.GroupNormalization(groups=groups, epsilon=1e-6, dtype="float32")
 
 
 def alibi_bias(length, num_heads):
@@ -68,7 +73,7 @@ class SelfAttention(tf.keras.layers.Layer):
     split = lambda h: tf.reshape(h, [shape[0], shape[1], self.num_heads, self.head_dim])
     q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
     logits = tf.einsum("bqhd,bkhd->bhqk", q, k) * self.head_dim**-0.5
-    weights = tf.nn.softmax(logits if bias is None else logits + bias)
+    weights = tf.nn.softmax(logits if bias is None else logits + tf.cast(bias, logits.dtype))
     weights = self.dropout(weights, training=training)
     h = tf.einsum("bhqk,bkhd->bqhd", weights, v)
     return self.out(tf.reshape(h, shape))

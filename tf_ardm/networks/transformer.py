@@ -14,10 +14,10 @@ import tensorflow as tf
 from tf_ardm.networks import layers
 
 
-def _dense(units, use_bias=True):
+def _dense(units, use_bias=True, dtype=None):
   return tf.keras.layers.Dense(
       units, use_bias=use_bias, kernel_initializer="glorot_uniform",
-      bias_initializer=tf.keras.initializers.RandomNormal(stddev=1e-6))
+      bias_initializer=tf.keras.initializers.RandomNormal(stddev=1e-6), dtype=dtype)
 
 
 class TransformerBlock(tf.keras.layers.Layer):
@@ -61,11 +61,12 @@ class Transformer(tf.keras.layers.Layer):
     self.blocks = [TransformerBlock(dim, num_heads, mlp_dim, dropout)
                    for _ in range(num_layers)]
     self.norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
-    self.logits = _dense(num_classes_out)
+    self.logits = _dense(num_classes_out, dtype="float32")  # In every precision.
 
   def call(self, x_in, t, mask, training=False):
     del t, mask  # The absorbing token marks the unknown positions.
-    h = self.embed(x_in[..., 0]) + self.positions
+    h = self.embed(x_in[..., 0])
+    h = h + tf.cast(self.positions, h.dtype)
     for block in self.blocks:
       h = block(h, bias=self.bias, training=training)
     return self.logits(self.norm(h))[:, :, None, :]

@@ -64,7 +64,8 @@ class ResBlock(tf.keras.layers.Layer):
 
   def build(self, input_shape):
     if input_shape[-1] != self.channels:
-      self.shortcut = tf.keras.layers.Dense(self.channels,
+      # Made here, after the precision scope: it takes this block's policy.
+      self.shortcut = tf.keras.layers.Dense(self.channels, dtype=self.dtype_policy,
                                             kernel_initializer=layers.lecun_normal())
     super().build(input_shape)
 
@@ -118,7 +119,7 @@ class UNet(tf.keras.layers.Layer):
     self.out_norm = layers.group_norm(channels)
     self.out_conv = tf.keras.layers.Conv2D(
         self.data_shape[-1] * num_classes_out, 3, padding="same",
-        kernel_initializer=layers.lecun_normal())
+        kernel_initializer=layers.lecun_normal(), dtype="float32")  # Logits.
 
   def call(self, x_in, t, mask, training=False):
     temb = self.time(t)

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Optional
 
 from tf_ardm.errors import UserError
+from tf_ardm.networks.precision import PRECISIONS
 
 OPTIMIZERS = ("adam", "adamw")
 
@@ -34,6 +35,9 @@ class TrainConfig:
     eval_batch_size: validation batch size.
     sample_budget: network calls of the summary samples.
     jit_compile: compile the train step with XLA.
+    precision: what the training network computes in: 'float32', or mixed
+      'bfloat16' or 'float16' (with dynamic loss scaling); the variables,
+      the logits, the loss and the EMA weights are float32 in each.
     max_train_minutes: stop after this much wall clock after the first
       (compiling) step; None: no limit.
     seed: seed of the initial weights, data order, orders and times.
@@ -55,11 +59,15 @@ class TrainConfig:
   eval_batch_size: int = 200
   sample_budget: int = 64
   jit_compile: bool = True
+  precision: str = "float32"
   max_train_minutes: Optional[float] = None
   seed: int = 0
   deterministic: bool = False
 
   def __post_init__(self):
+    if self.precision not in PRECISIONS:
+      raise UserError(f"unknown precision {self.precision!r}; choose one of "
+                      f"{', '.join(PRECISIONS)}")
     if self.optimizer not in OPTIMIZERS:
       raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of "
                       f"{', '.join(OPTIMIZERS)}")

@@ -32,11 +32,12 @@ def build_model(model_config, train_config, strategy):
   """The Keras model of `model_config` with its compiled optimizer, under `strategy`."""
   with strategy.scope():
     model = models.build(model_config, ema_decay=train_config.ema_decay,
-                         seed=train_config.seed)
+                         seed=train_config.seed, precision=train_config.precision)
     optimizer = optimizers.build(
         train_config.optimizer, train_config.learning_rate, train_config.warmup_steps,
         train_config.beta1, train_config.beta2, weight_decay=train_config.weight_decay,
-        clip_norm=train_config.clip_norm or None)
+        clip_norm=train_config.clip_norm or None,
+        loss_scale=train_config.precision == "float16")
     optimizer.build(model.network.trainable_variables)
     model.compile(optimizer=optimizer, jit_compile=train_config.jit_compile)
   return model

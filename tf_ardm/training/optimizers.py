@@ -19,11 +19,17 @@ class LinearWarmup(tf.keras.optimizers.schedules.LearningRateSchedule):
 
 
 def build(name, learning_rate, warmup_steps=0, beta1=0.9, beta2=0.999,
-          epsilon=1e-8, weight_decay=0.0, clip_norm=None):
-  """Adam or AdamW (decoupled weight decay) with clipping of the global norm."""
+          epsilon=1e-8, weight_decay=0.0, clip_norm=None, loss_scale=False):
+  """Adam or AdamW (decoupled weight decay) with clipping of the global norm.
+
+  loss_scale: wrap it in Keras' dynamic LossScaleOptimizer (float16
+  training); the clipping then sees the unscaled gradients.
+  """
   kwargs = dict(learning_rate=LinearWarmup(learning_rate, warmup_steps),
                 beta_1=beta1, beta_2=beta2, epsilon=epsilon,
                 global_clipnorm=clip_norm)
   if name == "adamw":
-    return tf.keras.optimizers.AdamW(weight_decay=weight_decay, **kwargs)
-  return tf.keras.optimizers.Adam(**kwargs)
+    optimizer = tf.keras.optimizers.AdamW(weight_decay=weight_decay, **kwargs)
+  else:
+    optimizer = tf.keras.optimizers.Adam(**kwargs)
+  return tf.keras.mixed_precision.LossScaleOptimizer(optimizer) if loss_scale else optimizer
