@@ -702,8 +702,8 @@ def test_a_byte_model_round_trips_any_file(tmp_path):
       files / "image.png")
   (files / "sub").mkdir()
   (files / "sub" / "x.npy").write_bytes(b"not really an npy file")
-  big = tmp_path / "big.bin"  # 3 MB: text and random bytes, not a multiple of 64.
-  big.write_bytes((b"The quick brown fox. " * 75000) + rng.bytes(1_500_003))
+  big = tmp_path / "big.bin"  # 2 MB: text and random bytes, not a multiple of 64.
+  big.write_bytes((b"The quick brown fox. " * 50000) + rng.bytes(1_000_003))
   originals = {p.relative_to(files): p.read_bytes() for p in files.rglob("*") if p.is_file()}
   before = _snapshot(files)
   results = forked_cli.run_many([
