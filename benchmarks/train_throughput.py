@@ -76,26 +76,32 @@ def seconds_per_step(data, config, train_config, steps):
 
 def main(argv):
   del argv
-  for jit in FLAGS.jit:
+  # load() re-parses the flags from each flagfile: read this benchmark's first.
+  configs, steps = list(FLAGS.configs), FLAGS.steps
+  precisions, jits = list(FLAGS.precisions), list(FLAGS.jit)
+  for jit in jits:
     if jit not in ("on", "off"):
       raise app.UsageError(f"--jit takes on and off, not {jit!r}")
   dtypes = {"float32": tf.float32, "bfloat16": tf.bfloat16, "float16": tf.float16}
-  peaks = {p: matmul_flops_per_second(dtypes[p]) for p in FLAGS.precisions}
+  for precision in precisions:
+    if precision not in dtypes:
+      raise app.UsageError(f"--precisions takes {', '.join(dtypes)}, not {precision!r}")
+  peaks = {p: matmul_flops_per_second(dtypes[p]) for p in precisions}
   rows = []
-  for flagfile in FLAGS.configs:
+  for flagfile in configs:
     data, config, train_config = load(flagfile)
     model = loop.build_model(config, train_config, tf.distribute.get_strategy())
     flops = step_flops(model, next(iter(pipeline.train_dataset(
         data, train_config.batch_size, train_config.seed))))
-    for precision in FLAGS.precisions:
-      for jit in FLAGS.jit:
+    for precision in precisions:
+      for jit in jits:
         run_config = dataclasses.replace(train_config, precision=precision,
                                          jit_compile=jit == "on")
-        seconds = seconds_per_step(data, config, run_config, FLAGS.steps)
+        seconds = seconds_per_step(data, config, run_config, steps)
         rows.append((os.path.basename(flagfile), train_config.batch_size, precision, jit,
                      seconds, flops))
   print("\ndense matmul (2048^2): " + ", ".join(
-      f"{p} {peaks[p] / 1e9:.1f} GFLOP/s" for p in FLAGS.precisions))
+      f"{p} {peaks[p] / 1e9:.1f} GFLOP/s" for p in precisions))
   print(f"{'config':<16}{'batch':>6}{'precision':>10}{'XLA':>5}{'ms/step':>9}"
         f"{'examples/s':>12}{'GFLOP/step':>12}{'GFLOP/s':>9}{'vs matmul':>11}")
   for name, batch, precision, jit, seconds, flops in rows:
