@@ -104,6 +104,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import portability  # noqa: E402
+import portability_worker  # noqa: E402
 import train_throughput  # noqa: E402  (defines --steps, --configs, --precisions, --jit)
 from tf_ardm.cli import flags as model_flags  # noqa: E402  (defines --out, used here)
 from tf_ardm.errors import UserError  # noqa: E402
@@ -260,17 +261,6 @@ def relative_difference(a, b):
   return abs(a - b) / scale if scale else 0.0
 
 
-def _cpu_model():
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
-
-
 def describe_devices():
   """The machine as a JSON-able dict: TF and CUDA versions, GPUs, CPUs."""
   gpus = []
@@ -302,7 +292,7 @@ def describe_devices():
       "cuda_version": build.get("cuda_version"), "cudnn_version": build.get("cudnn_version"),
       "tensor_float_32": tf.config.experimental.tensor_float_32_execution_enabled(),
       "cpu_count": os.cpu_count(), "cpu_affinity": len(os.sched_getaffinity(0)),
-      "cpu_model": _cpu_model(), "python_version": platform.python_version(),
+      "cpu_model": portability_worker.cpu_model(), "python_version": platform.python_version(),
       "numpy_version": np.__version__}
 
 

@@ -88,7 +88,8 @@ def set_threads():
       setter(int(os.environ[name]))
 
 
-def _cpu_model():
+def cpu_model():
+  """The CPU's model name (/proc/cpuinfo), else platform.processor()."""
   try:
     with open("/proc/cpuinfo") as f:
       for line in f:
@@ -118,7 +119,7 @@ def describe():
       "onednn_enabled": onednn, "jit": str(tf.config.optimizer.get_jit()),
       "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
       "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-      "cpu_affinity": affinity, "cpu_model": _cpu_model(),
+      "cpu_affinity": affinity, "cpu_model": cpu_model(),
       "devices": [d.name for d in tf.config.list_physical_devices()],
       "variables": {name: os.environ.get(name) for name in ENV_VARIABLES}}
 
