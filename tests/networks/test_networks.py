@@ -1,4 +1,4 @@
-"""Networks: ALiBi attention biases and the Transformer's position_bias."""
+"""Networks: ALiBi attention biases, the Transformer's position_bias, GroupNorm."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -95,3 +95,31 @@ def test_transformer_with_alibi_differs_from_none_with_the_same_weights():
   with pytest.raises(ValueError, match="unknown position_bias"):
     config.network_kwargs["position_bias"] = "rotary"
     networks.build(config)
+
+
+@pytest.mark.parametrize("shape,groups", [([4, 8, 8, 64], 32), ([3, 5, 6], 2), ([2, 16, 48], 16)])
+def test_group_norm_matches_keras_group_normalization_and_its_gradient(shape, groups):
+  """tf_ardm's GroupNorm (its own statistics and closed-form gradient) is
+  Keras' GroupNormalization, forward and backward, with the same weights."""
+  rng = np.random.default_rng(1)
+  x = tf.constant(rng.normal(2.0, 3.0, size=shape), tf.float32)
+  cotangent = tf.constant(rng.normal(size=shape), tf.float32)
+  ours = layers.GroupNorm(groups, epsilon=1e-6)
+  keras = tf.keras.layers.GroupNormalization(groups=groups, epsilon=1e-6)
+  for layer in (ours, keras):
+    layer.build(x.shape)
+  assert [w.name.split("/")[-1] for w in ours.weights] == [
+      w.name.split("/")[-1] for w in keras.weights] == ["gamma:0", "beta:0"]
+  keras.gamma.assign(rng.normal(size=shape[-1]).astype(np.float32))
+  ours.gamma.assign(keras.gamma)
+  ours.beta.assign(tf.range(shape[-1], dtype=tf.float32) / 10)
+  keras.beta.assign(ours.beta)
+  results = []
+  for layer in (keras, ours):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(x)
+      loss = tf.reduce_sum(tf.nn.swish(y) * cotangent)
+    results.append([y, *tape.gradient(loss, [x, layer.gamma, layer.beta])])
+  for want, got in zip(*results):
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=2e-5)
