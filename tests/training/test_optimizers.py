@@ -61,3 +61,31 @@ def test_global_norm_clipping_scales_the_gradient():
   np.testing.assert_allclose(clipped, _step("adam", 0.0, [small, small]), rtol=1e-6)
   unclipped = _step("adam", 0.0, [big, small])
   assert np.abs(unclipped - clipped).max() > 1e-3
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fused_updates_match_keras_adam_and_adamw(name):
+  """The fused kernels give Keras' own updates, slots and step count, also
+  with global-norm clipping, a warm-up and several variables of two shapes."""
+  rng = np.random.default_rng(0)
+  init = [rng.normal(size=[3, 4]).astype(np.float32), rng.normal(size=[5]).astype(np.float32)]
+  grads = [[rng.normal(size=v.shape).astype(np.float32) for v in init] for _ in range(6)]
+  kwargs = dict(learning_rate=optimizers.LinearWarmup(0.1, 2), beta_1=0.8, beta_2=0.95,
+                epsilon=1e-7, global_clipnorm=1.5)
+  keras_class = tf.keras.optimizers.AdamW if name == "adamw" else tf.keras.optimizers.Adam
+  extra = dict(weight_decay=0.01) if name == "adamw" else {}
+  results = []
+  for opt in (keras_class(**kwargs, **extra),
+              optimizers.build(name, 0.1, 2, 0.8, 0.95, 1e-7, weight_decay=0.01,
+                               clip_norm=1.5)):
+    variables = [tf.Variable(v) for v in init]
+    step = tf.function(lambda gs, opt=opt, vs=variables: opt.apply_gradients(zip(gs, vs)))
+    for gs in grads:
+      step([tf.constant(g) for g in gs])
+    results.append(([v.numpy() for v in variables],
+                    [v.numpy() for v in opt.variables], int(opt.iterations)))
+  assert isinstance(opt, optimizers._FusedUpdate)
+  (want, want_slots, want_steps), (got, got_slots, got_steps) = results
+  assert got_steps == want_steps == 6
+  for a, b in zip(want + want_slots, got + got_slots):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)

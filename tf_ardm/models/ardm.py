@@ -356,9 +356,9 @@ class OAARDM(tf.keras.Model):
     return {m.name: m.result() for m in self.metrics}
 
   def _update_ema(self):
-    decay = self.ema_decay
+    rate = 1.0 - self.ema_decay  # ema <- decay * ema + (1 - decay) * var.
     for ema, var in zip(self.ema_network.weights, self.network.weights):
-      ema.assign(decay * ema + (1.0 - decay) * tf.cast(var, ema.dtype))
+      ema.assign_sub(rate * (ema - tf.cast(var, ema.dtype)))
 
   def test_step(self, data):
     terms = self.evaluation_terms(data)
