@@ -107,11 +107,13 @@ flags.DEFINE_bool("augment", False, "Image augmentation: random flip and 90° ro
 flags.DEFINE_integer("eval_batch_size", 200, "Evaluation batch size.", lower_bound=1)
 flags.DEFINE_integer("sample_budget", 64, "Network calls for TensorBoard samples.",
                      lower_bound=1)
-flags.DEFINE_bool("jit_compile", True, "Compile the train step with XLA.")
-flags.DEFINE_enum("precision", "float32", list(train_config_lib.PRECISIONS),
+flags.DEFINE_bool("jit_compile", None, "Compile the train step with XLA (default: where a "
+                 "GPU trains; on a CPU the plain step is faster).")
+flags.DEFINE_enum("precision", "auto", [*train_config_lib.PRECISIONS, "auto"],
                   "What the training network computes in: float32, or mixed bfloat16 "
                   "(CPU with AMX or AVX512-BF16, GPU) or float16 (GPU, with loss scaling); "
-                  "variables, logits, the loss and the EMA weights stay float32.")
+                  "variables, logits, the loss and the EMA weights stay float32. auto: "
+                  "bfloat16 where the devices compute it natively, else float32.")
 flags.DEFINE_float("max_train_minutes", None, "Stop training after this much "
                    "wall-clock time after the first (compiling) step; then save "
                    "and export as usual.", lower_bound=0.0)

@@ -34,10 +34,13 @@ class TrainConfig:
     augment: random flips and 90° rotations of images.
     eval_batch_size: validation batch size.
     sample_budget: network calls of the summary samples.
-    jit_compile: compile the train step with XLA.
+    jit_compile: compile the train step with XLA; None: where a GPU trains
+      (tf_ardm.training.hardware).
     precision: what the training network computes in: 'float32', or mixed
       'bfloat16' or 'float16' (with dynamic loss scaling); the variables,
-      the logits, the loss and the EMA weights are float32 in each.
+      the logits, the loss and the EMA weights are float32 in each. 'auto':
+      bfloat16 where the devices compute it natively, else float32
+      (tf_ardm.training.hardware).
     max_train_minutes: stop after this much wall clock after the first
       (compiling) step; None: no limit.
     seed: seed of the initial weights, data order, orders and times.
@@ -58,16 +61,16 @@ class TrainConfig:
   augment: bool = False
   eval_batch_size: int = 200
   sample_budget: int = 64
-  jit_compile: bool = True
+  jit_compile: Optional[bool] = True
   precision: str = "float32"
   max_train_minutes: Optional[float] = None
   seed: int = 0
   deterministic: bool = False
 
   def __post_init__(self):
-    if self.precision not in PRECISIONS:
+    if self.precision not in (*PRECISIONS, "auto"):
       raise UserError(f"unknown precision {self.precision!r}; choose one of "
-                      f"{', '.join(PRECISIONS)}")
+                      f"{', '.join(PRECISIONS)} or auto")
     if self.optimizer not in OPTIMIZERS:
       raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of "
                       f"{', '.join(OPTIMIZERS)}")

@@ -24,12 +24,18 @@ from tf_ardm import models
 from tf_ardm.data import pipeline
 from tf_ardm.errors import UserError
 from tf_ardm.training import callbacks as callbacks_lib
+from tf_ardm.training import hardware
 from tf_ardm.training import optimizers
 from tf_ardm.training import preemption
 
 
 def build_model(model_config, train_config, strategy):
-  """The Keras model of `model_config` with its compiled optimizer, under `strategy`."""
+  """The Keras model of `model_config` with its compiled optimizer, under `strategy`.
+
+  An 'auto' precision or jit_compile=None is resolved for this machine
+  (tf_ardm.training.hardware.resolve).
+  """
+  train_config = hardware.resolve(train_config)
   with strategy.scope():
     model = models.build(model_config, ema_decay=train_config.ema_decay,
                          seed=train_config.seed, precision=train_config.precision)
