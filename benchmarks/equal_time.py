@@ -26,21 +26,29 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def train(runs, workdir, minutes):
+def train(runs, workdir, minutes, cwd=None, cpus=None):
   """Trains runs {name: (flagfile, [extra flags])} under workdir/<name>.
+
+  cwd: {name: source checkout} to run a run's `tf_ardm` from (default this
+  repository); cpus: {name: CPU index} to pin a run to one core (taskset),
+  so that concurrent runs do not share cores.
 
   Returns {name: trained model directory}. Logs go to workdir/<name>.log;
   a failed run raises SystemExit naming its log.
   """
+  cwd, cpus = cwd or {}, cpus or {}
   procs = {}
   for name, (flagfile, extra) in runs.items():
-    run_dir = os.path.join(workdir, name)
+    run_dir = os.path.abspath(os.path.join(workdir, name))
     shutil.rmtree(run_dir, ignore_errors=True)  # No resuming from an earlier run.
     cmd = [sys.executable, "-m", "tf_ardm.train", f"--flagfile={flagfile}", *extra,
            f"--workdir={run_dir}", f"--max_train_minutes={minutes}",
            "--train_steps=100000000", "--steps_per_epoch=100000000", "--noexport"]
+    if name in cpus:
+      cmd = ["taskset", "-c", str(cpus[name]), *cmd]
     log = open(os.path.join(workdir, f"{name}.log"), "w")
-    procs[name] = (run_dir, subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=log), log)
+    procs[name] = (run_dir, subprocess.Popen(cmd, cwd=cwd.get(name, REPO), stdout=log,
+                                             stderr=log), log)
   for name, (_, proc, log) in procs.items():
     failed = proc.wait()
     log.close()
