@@ -138,12 +138,20 @@ class SelfAttention(tf.keras.layers.Layer):
     self.dropout = tf.keras.layers.Dropout(dropout)
 
   def call(self, x, bias=None, training=False):
-    """bias: optional float32 [H, N, N] added to the attention logits."""
+    """bias: optional float32 [H, N, N] added to the attention logits.
+
+    The output has the layer's compute dtype (bfloat16 under mixed precision).
+    """
     shape = tf.shape(x)
     split = lambda h: tf.reshape(h, [shape[0], shape[1], self.num_heads, self.head_dim])
     q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
-    logits = tf.einsum("bqhd,bkhd->bhqk", q, k) * self.head_dim**-0.5
-    weights = tf.nn.softmax(logits if bias is None else logits + tf.cast(bias, logits.dtype))
+    # Scaled before the product: [B, N, C] multiplies instead of [B, H, N, N].
+    q *= tf.cast(self.head_dim**-0.5, q.dtype)
+    # The bias and softmax in float32 in every precision: in bfloat16 a
+    # logit near the ALiBi penalty's -m (N - 1) would keep ~8 bits, and a
+    # CPU computes bfloat16 elementwise ops by conversion, slower than float32.
+    logits = tf.cast(tf.einsum("bqhd,bkhd->bhqk", q, k), tf.float32)
+    weights = tf.nn.softmax(logits if bias is None else logits + bias)
     weights = self.dropout(weights, training=training)
-    h = tf.einsum("bhqk,bkhd->bqhd", weights, v)
+    h = tf.einsum("bhqk,bkhd->bqhd", tf.cast(weights, v.dtype), v)
     return self.out(tf.reshape(h, shape))
