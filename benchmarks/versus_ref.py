@@ -28,19 +28,19 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import equal_time  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from tf_ardm.cli import flags as model_flags  # pylint: disable=wrong-import-position
+
+FLAGS = model_flags.FLAGS
 REPO = equal_time.REPO
 _ELBO = re.compile(r"negative ELBO \((\d+) passes\): ([0-9.]+) ± ([0-9.]+)")
 
 
-def flag_value(flagfile, name, default=None):
-  """The last value of --name in a flagfile (None/default when absent)."""
-  value = default
-  with open(flagfile) as f:
-    for line in f:
-      line = line.strip()
-      if line.startswith(f"--{name}="):
-        value = line.split("=", 1)[1]
-  return value
+def batch_size(flagfile, extra):
+  """The global batch size of a run, as the command layer's flags read it
+  (nested flagfiles, defaults and the run's extra flags included)."""
+  FLAGS.unparse_flags()
+  FLAGS([sys.argv[0], f"--flagfile={flagfile}", *extra])
+  return FLAGS.batch_size
 
 
 def evaluate(model_dir, cwd, passes, cpu=None):
@@ -71,7 +71,6 @@ def main():
                       help="exit 1 unless ours reaches this examples/s ratio")
   args = parser.parse_args()
   cpus = dict(zip(("ref", "ours"), (int(c) for c in args.cpus.split(","))))
-  batch = int(flag_value(os.path.join(REPO, args.config), "batch_size", 64))
   workdir = os.path.abspath(args.workdir)
   os.makedirs(workdir, exist_ok=True)
   checkout = tempfile.mkdtemp(prefix="versus_ref_")
@@ -83,6 +82,8 @@ def main():
                          capture_output=True, text=True).stdout.strip()
     runs = {"ref": (args.config, args.ref_flags.split()),
             "ours": (args.config, args.ours_flags.split())}
+    batches = {name: batch_size(os.path.join(REPO, flagfile), extra)
+               for name, (flagfile, extra) in runs.items()}
     print(f"training ref ({args.ref} = {rev}) on core {cpus['ref']} and ours on core "
           f"{cpus['ours']}, {args.minutes:g} min each, {args.config}", flush=True)
     dirs = equal_time.train(runs, workdir, args.minutes, cwd={"ref": checkout}, cpus=cpus)
@@ -92,7 +93,7 @@ def main():
         steps = json.load(f)["trained_steps"]
       where = checkout if name == "ref" else REPO
       mean, se = evaluate(model_dir, where, args.passes, cpus[name])
-      rows[name] = dict(steps=steps, rate=(steps - 1) * batch / (60.0 * args.minutes),
+      rows[name] = dict(steps=steps, rate=(steps - 1) * batches[name] / (60.0 * args.minutes),
                         bpd=mean, se=se)
   finally:
     subprocess.run(["git", "worktree", "remove", "--force", checkout], cwd=REPO, check=False)
