@@ -1,10 +1,11 @@
 """The non-causal text Transformer (spec §7.3).
 
 Pre-LayerNorm encoder blocks with bias-free q/k/v/out projections, tanh-GELU
-MLPs and fixed sinusoidal positions. Under mixed precision only the matmuls
-(projections, MLP, attention products) compute in bfloat16 or float16; the
-residual stream, LayerNorms, GELU and the attention softmax stay float32. It sees neither t nor the mask: the
-absorbing token (id K, so the input vocabulary is K+1) carries that.
+MLPs and fixed sinusoidal positions. It sees neither t nor the mask: the
+absorbing token (id K, so the input vocabulary is K+1) carries that. Under
+mixed precision only the matmuls (projections, MLP, attention products)
+compute in bfloat16 or float16; the residual stream, LayerNorms, GELU and
+the attention bias and softmax stay float32.
 
 `position_bias="alibi"` (not in the reference) adds fixed distance penalties
 to the attention logits, so that attention starts local. Small models then
