@@ -31,6 +31,7 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tf_ardm import seeding  # noqa: E402
 from tf_ardm.coding import codec  # noqa: E402
 from tf_ardm.coding import stream  # noqa: E402
 from tf_ardm.config import ModelConfig  # noqa: E402
@@ -47,7 +48,7 @@ def _coder(model_dir, seed):
   directory), or an untrained one."""
   if model_dir and seed == 0:
     return codec.load(model_dir)
-  tf.keras.utils.set_random_seed(seed)
+  seeding.set_random_seed(seed)
   model = OAARDM(ModelConfig("digits", "image", [8, 8, 1], 17, "unet",
                              dict(channels=16, num_res_blocks=1)))
   model.heldout_loss_components = np.linspace(2, 0.1, 64, dtype=np.float32) / 64

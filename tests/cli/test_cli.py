@@ -537,12 +537,12 @@ def test_bad_input_across_commands(bad_input_runs, case):
 def _tiny_digits_models(root, seeds=(0, 1)):
   """Untrained 8x8 digits model directories root/m<seed>, with made-up loss
   components (every budget allowed)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tf_ardm import models  # pylint: disable=g-import-not-at-top
+  from tf_ardm import seeding  # pylint: disable=g-import-not-at-top
   from tf_ardm.models import checkpoints  # pylint: disable=g-import-not-at-top
   paths = []
   for seed in seeds:
-    tf.keras.utils.set_random_seed(seed)
+    seeding.set_random_seed(seed)
     model = models.build(tiny_config(shape=(8, 8, 1), num_classes=17))
     model.heldout_loss_components = np.linspace(2.0, 0.1, 64, dtype=np.float32) / 64
     paths.append(root / f"m{seed}")
@@ -675,11 +675,11 @@ def test_a_byte_model_round_trips_any_file(tmp_path):
   gives one stream per file. A text8 model refuses bytes it can't
   represent, another model or a damaged file is refused, and nothing is
   written."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tf_ardm import models  # pylint: disable=g-import-not-at-top
+  from tf_ardm import seeding  # pylint: disable=g-import-not-at-top
   from tf_ardm.coding import container  # pylint: disable=g-import-not-at-top
   from tf_ardm.models import checkpoints  # pylint: disable=g-import-not-at-top
-  tf.keras.utils.set_random_seed(0)
+  seeding.set_random_seed(0)
   config = dataclasses.replace(tiny_config("text", shape=(64, 1), num_classes=257),
                                dataset="text_bytes")
   model = models.build(config)

@@ -34,6 +34,7 @@ from tf_ardm.coding import varint
 from tf_ardm.config import ModelConfig
 from tf_ardm.data import datasets
 from tf_ardm import errors
+from tf_ardm import seeding
 from tf_ardm.errors import UserError
 from tf_ardm.models.ardm import Denoiser
 from tf_ardm.models.upscale import UpscaleDenoiser
@@ -48,7 +49,7 @@ V1_FILES = sorted(glob.glob(os.path.join(REPO, "tests", "fixtures", "v1", "*.ard
 
 def _model(config, seed=0):
   """An untrained model with made-up loss components (all budgets allowed)."""
-  tf.keras.utils.set_random_seed(seed)
+  seeding.set_random_seed(seed)
   model = models.build(config)
   d = config.num_steps
   model.heldout_loss_components = np.tile(np.linspace(2.0, 0.1, d, dtype=np.float32) / d,

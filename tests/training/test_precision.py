@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import tiny_config
+from tf_ardm import seeding
 from tf_ardm.errors import UserError
 from tf_ardm.networks import precision as precision_lib
 from tf_ardm.training import loop
@@ -15,7 +16,7 @@ COMPUTE = {"float32": tf.float32, "bfloat16": tf.bfloat16, "float16": tf.float16
 def _model(config, precision):
   train_config = TrainConfig(batch_size=8, learning_rate=1e-3, precision=precision,
                              jit_compile=False, ema_decay=0.9)
-  tf.keras.utils.set_random_seed(0)  # As loop.train does: the same initial weights.
+  seeding.set_random_seed(0)  # As loop.train does: the same initial weights.
   return loop.build_model(config, train_config, tf.distribute.get_strategy())
 
 

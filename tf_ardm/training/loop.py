@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ardm import models
+from tf_ardm import seeding
 from tf_ardm.data import pipeline
 from tf_ardm.errors import UserError
 from tf_ardm.training import callbacks as callbacks_lib
@@ -87,7 +88,7 @@ def train(data, model_config, train_config, workdir, strategy, extra_callbacks=(
     preemption.Preempted: on SIGTERM, after backing up.
     UserError: when the loss became NaN, or the backup does not fit the model.
   """
-  tf.keras.utils.set_random_seed(train_config.seed)  # Python, NumPy and TF seeds.
+  seeding.set_random_seed(train_config.seed)  # Python, NumPy, TF and Keras seeds.
   if train_config.deterministic:
     tf.config.experimental.enable_op_determinism()
   model = build_model(model_config, train_config, strategy)
