@@ -1,12 +1,22 @@
 """tf_ardm: Autoregressive Diffusion Models in TensorFlow/Keras."""
 import setuptools
 
-# The stack is pinned by tensorflow-compression 2.14.1, which needs TF 2.14
-# (and so Python <= 3.11, numpy < 2, protobuf < 5).
+# Two TensorFlow stacks, chosen by the Python version (numpy < 2 on both):
+#   Python <= 3.11: TF 2.14.1 with tensorflow-compression 2.14.1 (which pins
+#     TF 2.14) and Keras 2.14 (tf.keras);
+#   Python 3.12: TF 2.17.1 with tensorflow-compression-ops 2.17.0 (the same
+#     range coder ops, without tensorflow-compression's Python layers) and
+#     tf-keras 2.17 (Keras 2; tf_ardm/__init__.py makes tf.keras use it).
+_NEW = "python_version>='3.12'"
+_OLD = "python_version<'3.12'"
 INSTALL_REQUIRES = [
-    "tensorflow==2.14.1",
-    "tensorflow-probability==0.22.1",
-    "tensorflow-compression==2.14.1",
+    f"tensorflow==2.14.1; {_OLD}",
+    f"tensorflow-probability==0.22.1; {_OLD}",
+    f"tensorflow-compression==2.14.1; {_OLD}",
+    f"tensorflow==2.17.1; {_NEW}",
+    f"tf-keras~=2.17.0; {_NEW}",
+    f"tensorflow-probability==0.24.0; {_NEW}",
+    f"tensorflow-compression-ops==2.17.0; {_NEW}",
     "tensorflow-datasets==4.9.3",
     "tensorflow-metadata==1.15.0",
     "array-record<0.6",
@@ -29,7 +39,7 @@ setuptools.setup(
     description="Autoregressive Diffusion Models (Hoogeboom et al., ICLR 2022) "
                 "in TensorFlow/Keras, with range-coded lossless compression.",
     packages=setuptools.find_packages(include=["tf_ardm", "tf_ardm.*"]),
-    python_requires=">=3.9,<3.12",
+    python_requires=">=3.9,<3.13",
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest>=7", "pytest-timeout"]},
 )

@@ -51,7 +51,6 @@ def main():
   if args.num < 2 * WINDOW or args.num % WINDOW or args.chunk < 1 or WINDOW % args.chunk:
     parser.error(f"--num must be a multiple of {WINDOW} from {2 * WINDOW} and --chunk "
                  f"must divide {WINDOW}")
-  import tensorflow_compression  # pylint: disable=g-import-not-at-top,unused-import
   from tf_ardm.coding import codec  # pylint: disable=g-import-not-at-top
 
   x = datapoints(args.num)

@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import tf_ardm  # noqa: F401  Before TensorFlow: it sets TF_USE_LEGACY_KERAS (tf_ardm/__init__.py).
 import numpy as np
 import pytest
 import tensorflow as tf

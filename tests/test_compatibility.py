@@ -18,10 +18,9 @@ import numpy as np
 from PIL import Image
 import pytest
 import tensorflow as tf
-import tensorflow_compression  # pylint: disable=unused-import  # The codec export's ops.
 
 import forked_cli
-from tf_ardm.coding import codec
+from tf_ardm.coding import codec  # Its range_coder registers the codec export's ops.
 from tf_ardm.data import datasets
 from tf_ardm.serving import servable
 

@@ -549,7 +549,7 @@ def test_export_and_fresh_process_decode(digits_model, digits_calibration, digit
     f.write(b"".join(len(s).to_bytes(4, "big") + s for s in streams + lean + [solid]))
   script = textwrap.dedent(f"""
       import numpy as np, tensorflow as tf
-      import tensorflow_compression  # Registers the range coder ops.
+      import {coding.OPS_PACKAGE}  # Registers the range coder ops.
       loaded = tf.saved_model.load({export_dir!r})
       data, streams, pos = open({str(tmp_path / 'streams.bin')!r}, "rb").read(), [], 0
       while pos < len(data):

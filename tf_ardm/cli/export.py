@@ -3,10 +3,12 @@ r"""Writes both exports of a trained model into an export root.
   python -m tf_ardm.export --model=runs/digits/model --export_dir=DIR
 
   DIR/serving/<version>/  the servable: pure TF ops, for TF Serving and for
-                          tf.saved_model.load without tensorflow_compression
+                          tf.saved_model.load without the range coder ops
   DIR/codec/              the servable's functions plus the lossless codec
                           (compress/decompress and their batched and solid
-                          variants); `import tensorflow_compression` first
+                          variants); import the range coder ops first
+                          (tensorflow_compression_ops under TF 2.17,
+                          tensorflow_compression under TF 2.14)
 
 --model is a trained model directory (<workdir>/model), or an export
 (root or SavedModel) whose model is exported again, e.g. to write its codec

@@ -2,7 +2,9 @@
 
   <root>/serving/<version>/  the servable: pure TF ops, TF Serving's layout.
   <root>/codec/              the servable's functions plus compress and
-                             decompress (needs `import tensorflow_compression`).
+                             decompress (needs the range coder ops: import
+                             tensorflow_compression_ops under TF 2.17,
+                             tensorflow_compression under TF 2.14).
 
 It writes both, so it sits above tf_ardm.serving and tf_ardm.coding.
 """

@@ -423,8 +423,9 @@ def export(model, export_dir, calibration, max_batch=None):
   """Writes the codec SavedModel of `model` to export_dir, atomically.
 
   calibration: int32 [N, *shape] datapoints (`calibration_data`). Load it
-  with `load`, or with tf.saved_model.load after `import
-  tensorflow_compression` (which registers the range coder ops).
+  with `load`, or with tf.saved_model.load after importing the range coder
+  ops (range_coder.OPS_PACKAGE: tensorflow_compression_ops under TF 2.17,
+  tensorflow_compression under TF 2.14).
   """
   return servable.save(Codec(model, calibration, max_batch), export_dir)
 

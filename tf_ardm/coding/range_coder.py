@@ -1,5 +1,9 @@
 """Binarized range coding of categorical symbols with TFC's range coder.
 
+The range coder ops come from tensorflow-compression-ops (the TF 2.17 stack)
+or tensorflow-compression (TF 2.14), whichever is installed (`OPS_PACKAGE`);
+importing this module registers them, which loading a codec SavedModel needs.
+
 A symbol in [0, K) is written as NB = ceil(log2 K) binary decisions, most
 significant bit first: a walk down a complete binary tree over 2^NB leaves
 (the classes 0..K-1, then empty leaves). The decision nodes are numbered in
@@ -28,7 +32,12 @@ import math
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_compression as tfc
+
+try:
+  import tensorflow_compression_ops as tfc_ops  # pylint: disable=g-import-not-at-top
+except ImportError:
+  import tensorflow_compression as tfc_ops  # pylint: disable=g-import-not-at-top
+OPS_PACKAGE = tfc_ops.__name__  # What a standalone script imports to load a codec export.
 
 PRECISION = 16
 SCALE = 2**PRECISION
@@ -99,7 +108,7 @@ def encode(handle, symbols, freqs):
   for depth in range(nb):
     prefix = tf.bitwise.right_shift(symbols, nb - depth)
     bit = tf.bitwise.bitwise_and(tf.bitwise.right_shift(symbols, nb - 1 - depth), 1)
-    handle = tfc.ops.entropy_encode_index(handle, _row(levels, prefix, depth), bit)
+    handle = tfc_ops.entropy_encode_index(handle, _row(levels, prefix, depth), bit)
   return handle
 
 
@@ -114,7 +123,7 @@ def decode(handle, freqs):
   prefix = tf.zeros(tf.shape(freqs)[:-1], tf.int32)
   for depth in range(nb):
     row = _row(levels, prefix, depth)
-    handle, bit = tfc.ops.entropy_decode_index(
+    handle, bit = tfc_ops.entropy_decode_index(
         handle, row, tf.shape(row)[handle.shape.rank:], tf.int32)
     # Garbage can decode to 2 (past a row's end); certain decisions stay 0.
     prefix = 2 * prefix + tf.where(row == CERTAIN, 0, tf.minimum(bit, 1))
@@ -123,19 +132,19 @@ def decode(handle, freqs):
 
 def encoder(shape):
   """New range encoder handles of `shape` ([] or [B]) bound to the table."""
-  return tfc.ops.create_range_encoder(shape, lookup_table())
+  return tfc_ops.create_range_encoder(shape, lookup_table())
 
 
 def decoder(strings):
   """Range decoder handles over `strings` (scalar or [B])."""
-  return tfc.ops.create_range_decoder(strings, lookup_table())
+  return tfc_ops.create_range_decoder(strings, lookup_table())
 
 
 def finish_encoder(handle):
   """The coded strings, same shape as the handle."""
-  return tfc.ops.entropy_encode_finalize(handle)
+  return tfc_ops.entropy_encode_finalize(handle)
 
 
 def finish_decoder(handle):
   """TFC's weak consistency check of each decoder, bool like the handle."""
-  return tfc.ops.entropy_decode_finalize(handle)
+  return tfc_ops.entropy_decode_finalize(handle)
