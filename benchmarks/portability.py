@@ -7,10 +7,10 @@ r"""Codec portability across TF builds, oneDNN, XLA, threads and batch sizes.
 
 For each model, the first `--count` datapoints of its test split are coded
 in every environment of the cross product
-  build    tf214: .venv (TF 2.14, tensorflow-compression 2.14.1);
-           tf217: .venv-tf217 (TF 2.17, tensorflow-compression-ops 2.17.0,
-           benchmarks/requirements-tf217.txt; created by `ensure_env` when
-           missing, which takes minutes);
+  build    tf214: .venv-tf214 (Python 3.11, TF 2.14, tensorflow-compression
+           2.14.1); tf217: .venv (Python 3.12, TF 2.17,
+           tensorflow-compression-ops 2.17.0): the Makefile's two stacks,
+           made by `make install STACK=<build>` when missing (minutes);
   oneDNN   TF_ENABLE_ONEDNN_OPTS=1 / 0;
   XLA      TF_XLA_FLAGS="--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit" / unset;
   threads  1 (taskset to one CPU, TF_NUM_INTRAOP_THREADS=TF_NUM_INTEROP_THREADS=1)
@@ -43,7 +43,6 @@ worker ran in the environment it was asked for, 2 on bad arguments.
 """
 import argparse
 import dataclasses
-import glob
 import importlib.metadata
 import json
 import os
@@ -61,9 +60,8 @@ sys.path.insert(0, REPO)
 from tf_ardm.errors import UserError  # noqa: E402  pylint: disable=wrong-import-position
 
 WORKER = os.path.join(REPO, "benchmarks", "portability_worker.py")
-REQUIREMENTS = os.path.join(REPO, "benchmarks", "requirements-tf217.txt")
-# Build name -> virtual environment (relative to the repository).
-BUILDS = {"tf214": ".venv", "tf217": ".venv-tf217"}
+# Build name (the Makefile's STACK) -> its virtual environment (relative to the repository).
+BUILDS = {"tf214": ".venv-tf214", "tf217": ".venv"}
 XLA_FLAGS = "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit"
 MODELS = ("digits", "text", "photos_upscale4")
 QUICK_BATCHES = (1, 7)
@@ -152,59 +150,27 @@ def environments(builds=("tf214", "tf217"), quick=False, conv="both"):
   return {"direct": envs, "both": envs + im2col, "im2col": envs[:1] + im2col}[conv]
 
 
-def find_python312():
-  """A working python3.12: on PATH, else a pyenv or system install; UserError if none."""
-  candidates = [shutil.which("python3.12"),
-                *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")),
-                        reverse=True),
-                "/usr/bin/python3.12", "/usr/local/bin/python3.12"]
-  for python in candidates:
-    if python and os.path.exists(python) and subprocess.run(
-        [python, "-c", "import venv"], capture_output=True, check=False).returncode == 0:
-      return python
-  raise UserError("no working python3.12 found (PATH, ~/.pyenv/versions/3.12*, /usr/bin); "
-                  "install one to create the TF 2.17 environment")
+def ensure_env(build, log=print):
+  """The python of a build's virtual environment, after `make install STACK=<build>`.
 
-
-def _run_step(argv, what):
-  done = subprocess.run(argv, capture_output=True, text=True, check=False)
+  The Makefile creates the environment when it is missing and installs
+  setup.py's pins for its Python (minutes); up to date, it does nothing.
+  UserError when it fails.
+  """
+  python = build_python(build)
+  log(f"make install STACK={build} ({BUILDS[build]})")
+  done = subprocess.run(["make", "-C", REPO, "--no-print-directory", "install", f"STACK={build}"],
+                        capture_output=True, text=True, check=False)
   if done.returncode:
     lines = (done.stderr or done.stdout).strip().splitlines() or ["(no output)"]
-    raise UserError(f"{what} failed (exit {done.returncode}): {lines[-1]}")
-
-
-def ensure_env(path, requirements=REQUIREMENTS, log=print):
-  """The python of a virtual environment at `path` with `requirements` installed.
-
-  Creates it with python3.12 -m venv when missing, then pip-installs the
-  requirements file and runs pip check (minutes). A stamp `.installed`
-  holding the requirements' text marks it done; a changed file reinstalls.
-  UserError when a step fails.
-  """
-  python = os.path.join(path, "bin", "python")
-  stamp = os.path.join(path, ".installed")
-  with open(requirements) as f:
-    wanted = f.read()
-  if os.path.exists(python) and os.path.exists(stamp):
-    with open(stamp) as f:
-      if f.read() == wanted:
-        return python
-  if not os.path.exists(python):
-    log(f"creating {path} (python3.12 -m venv)")
-    _run_step([find_python312(), "-m", "venv", path], f"python3.12 -m venv {path}")
-  log(f"installing {requirements} into {path} (takes minutes)")
-  _run_step([python, "-m", "pip", "install", "--quiet", "-r", requirements],
-            f"pip install -r {requirements}")
-  _run_step([python, "-m", "pip", "check"], f"pip check in {path}")
-  with open(stamp, "w") as f:
-    f.write(wanted)
+    raise UserError(f"make install STACK={build} failed (exit {done.returncode}): {lines[-1]}")
   return python
 
 
 def prepare_data(root, count, path):
   """Saves the first `count` test datapoints of the model at `root` to `path` (.npy).
 
-  Returns the int32 array [count, *shape]. Imports tf_ardm (the TF 2.14 stack).
+  Returns the int32 array [count, *shape]. Imports tf_ardm (the running stack).
   """
   from tf_ardm.data import datasets  # pylint: disable=g-import-not-at-top
   from tf_ardm.serving import servable  # pylint: disable=g-import-not-at-top
@@ -456,11 +422,7 @@ def main(argv=None):
       codec_dir(root)
     if not args.quick:
       for build in args.builds:
-        python = build_python(build)
-        if build == "tf217":
-          ensure_env(os.path.dirname(os.path.dirname(python)))
-        elif not os.path.exists(python):
-          raise UserError(f"{python} is missing; run `make install` first")
+        ensure_env(build)
     envs = environments(args.builds, args.quick, args.conv)
     failed, report = False, {}
     with tempfile.TemporaryDirectory(prefix="portability-") as tmp:

@@ -6,6 +6,7 @@ a GPU runs; its streams must be byte-identical and every pairing exact.
 """
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -49,7 +50,7 @@ def test_full_matrix_is_the_cross_product():
   assert portability.environments(["tf214", "tf217"], conv="im2col") == envs[:1] + both[16:]
   with pytest.raises(UserError, match="--conv=gpu"):
     portability.environments(["tf214"], conv="gpu")
-  assert envs[0].python.endswith(os.path.join(".venv", "bin", "python"))
+  assert envs[0].python.endswith(os.path.join(".venv-tf214", "bin", "python"))
   for env in envs:
     variables = env.variables({"TF_XLA_FLAGS": "--inherited", "PATH": "/bin"})
     assert variables["PATH"] == "/bin"
@@ -112,21 +113,19 @@ def test_run_worker_reports_a_failed_start(tmp_path):
   assert result["error"].startswith("worker exit status 1")
 
 
-def test_ensure_env_creates_installs_and_stamps(tmp_path):
-  try:
-    portability.find_python312()
-  except UserError:
-    pytest.skip("no python3.12 here")
-  requirements, path, said = tmp_path / "req.txt", str(tmp_path / "venv"), []
-  requirements.write_text("# already in every venv: installs without the registry\npip\n")
-  python = portability.ensure_env(path, str(requirements), log=said.append)
-  assert os.path.exists(python) and len(said) == 2  # Created, then installed.
-  assert (tmp_path / "venv" / ".installed").read_text() == requirements.read_text()
-  assert portability.ensure_env(path, str(requirements), log=said.append) == python
-  assert len(said) == 2  # Stamped: nothing to do.
-  requirements.write_text("pip\n")
-  portability.ensure_env(path, str(requirements), log=said.append)
-  assert len(said) == 3 and said[-1].startswith("installing")  # Changed: reinstalled.
+def test_ensure_env_runs_the_makefiles_install(monkeypatch):
+  calls = []
+  def fake_run(argv, **kwargs):
+    calls.append(argv)
+    return subprocess.CompletedProcess(argv, len(calls) - 1, "", "error: no python3.12\n")
+  monkeypatch.setattr(portability.subprocess, "run", fake_run)
+  assert portability.ensure_env("tf214", log=lambda _: None) == portability.build_python("tf214")
+  assert calls[0][0] == "make" and calls[0][-2:] == ["install", "STACK=tf214"]
+  with pytest.raises(UserError, match=r"^make install STACK=tf217 failed \(exit 1\): "
+                     r"error: no python3.12$"):
+    portability.ensure_env("tf217", log=lambda _: None)
+  with pytest.raises(UserError, match="unknown build"):
+    portability.ensure_env("tf999")
 
 
 def test_streams_file_and_digest(tmp_path):
@@ -161,7 +160,7 @@ def test_worker_reports_foreign_streams_without_crashing(tmp_path):
 @pytest.mark.slow
 def test_quick_matrix_on_digits(tmp_path, monkeypatch, capsys):
   def no_install(*args, **kwargs):
-    raise AssertionError("--quick must not create .venv-tf217")
+    raise AssertionError("--quick must not install a stack")
   monkeypatch.setattr(portability, "ensure_env", no_install)
   out = str(tmp_path / "report.json")
   rc = portability.main(["--models=digits", "--count=8", "--budget=4", "--quick",
