@@ -13,6 +13,9 @@ from tf_ardm.errors import UserError
 
 # Training objectives: the OA-ARDM (spec §3) and T-step absorbing diffusion.
 OBJECTIVES = ("ardm", "absorbing")
+# Output distributions over the K classes: a softmax of K logits, or a
+# discretized logistic mixture (networks/logistic_mixture.py; images only).
+OUTPUT_DISTRIBUTIONS = ("categorical", "logistic_mixture")
 
 
 @dataclasses.dataclass
@@ -35,6 +38,9 @@ class ModelConfig:
       stage) or 'direct' (S*b digit logits).
     objective: the training objective, 'ardm' or 'absorbing'.
     diffusion_steps: T of the absorbing objective; None for 'ardm'.
+    output_distribution: 'categorical' (K logits) or 'logistic_mixture'
+      (an image model's K classes from num_mixtures discretized logistics).
+    num_mixtures: M of the logistic mixture; 0 for 'categorical'.
   """
   dataset: str
   kind: str
@@ -50,8 +56,11 @@ class ModelConfig:
   parametrization: str = "data"
   objective: str = "ardm"
   diffusion_steps: Optional[int] = None
+  output_distribution: str = "categorical"
+  num_mixtures: int = 0
 
   def __post_init__(self):
+    self._check_output_distribution()
     if self.model_type not in ("oa", "upscale"):
       raise UserError(f"unknown model type {self.model_type!r}; choose oa or upscale")
     if self.objective not in OBJECTIVES:
@@ -70,6 +79,24 @@ class ModelConfig:
       self.upscale_transition = transitions.build(
           self.transition, self.num_classes, self.branching, self.kind,
           self.parametrization)
+
+  def _check_output_distribution(self):
+    if self.output_distribution not in OUTPUT_DISTRIBUTIONS:
+      raise UserError(f"unknown output distribution {self.output_distribution!r}; "
+                      f"choose one of {', '.join(OUTPUT_DISTRIBUTIONS)}")
+    if self.output_distribution == "categorical":
+      if self.num_mixtures:
+        raise UserError("num_mixtures applies to the logistic_mixture output only")
+      return
+    if self.kind != "image":
+      raise UserError("the logistic_mixture output is for ordered values (images), "
+                      f"not {self.kind!r} data")
+    if not isinstance(self.num_mixtures, int) or self.num_mixtures < 1:
+      raise UserError(f"the logistic_mixture output needs num_mixtures >= 1, "
+                      f"got {self.num_mixtures!r}")
+    if self.model_type == "upscale" and self.parametrization == "direct":
+      raise UserError("the logistic_mixture output is a distribution over the K data "
+                      "values: use the Upscale data parametrization, not 'direct'")
 
   @property
   def num_steps(self):
@@ -109,8 +136,22 @@ class ModelConfig:
       return self.num_stages * self.branching
     return self.num_classes
 
+  @property
+  def network_outputs(self):
+    """What the network body outputs per dimension: 3M mixture parameters
+    for the logistic mixture, else `output_classes` logits."""
+    if self.output_distribution == "logistic_mixture":
+      return 3 * self.num_mixtures
+    return self.output_classes
+
   def to_json(self):
-    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+    """The config as JSON. A categorical model's leaves out the output
+    fields, so that it stays the JSON (and the codec fingerprint) it had
+    before they existed."""
+    fields = dataclasses.asdict(self)
+    if self.output_distribution == "categorical":
+      del fields["output_distribution"], fields["num_mixtures"]
+    return json.dumps(fields, indent=2, sort_keys=True)
 
   @classmethod
   def from_json(cls, text):

@@ -59,6 +59,12 @@ flags.DEFINE_enum("transition", "zero_lsb", transitions.NAMES,
 flags.DEFINE_enum("parametrization", "data", transitions.PARAMETRIZATIONS,
                   "Upscale output: data (a distribution over the K data values, "
                   "pushed down to each stage) or direct (S*b digit logits).")
+flags.DEFINE_enum("output_distribution", "categorical", config_lib.OUTPUT_DISTRIBUTIONS,
+                  "What the network predicts for each value: categorical (K "
+                  "logits) or logistic_mixture (--num_mixtures discretized "
+                  "logistics over the K ordered values; images only).")
+flags.DEFINE_integer("num_mixtures", 10, "Components of --output_distribution="
+                     "logistic_mixture.", lower_bound=1)
 flags.DEFINE_integer("channels", 256, "U-Net channels.", lower_bound=8)
 flags.DEFINE_integer("num_res_blocks", 32, "ResBlocks on each side of the U-Net.",
                      lower_bound=0)
@@ -174,7 +180,8 @@ flags.register_multi_flags_validator(
 # The flags of each command, in the order its --help lists them.
 DATA = ["dataset", "data_dir", "seq_len", "patch_size"]
 MODEL = ["objective", "diffusion_steps", "ce_weight", "sigma_seed", "model_type",
-         "branching", "transition", "parametrization", "channels", "num_res_blocks",
+         "branching", "transition", "parametrization", "output_distribution",
+         "num_mixtures", "channels", "num_res_blocks",
          "attention_every_block", "num_heads", "dropout", "num_layers", "dim",
          "mlp_dim", "position_bias"]
 TRAINING = ["workdir", "export_dir", "strategy", "tpu", "batch_size", "train_steps",
@@ -233,7 +240,11 @@ def model_config(data):
                      num_classes=data.num_classes, network=network,
                      network_kwargs=kwargs, ce_weight=FLAGS.ce_weight,
                      sigma_seed=FLAGS.sigma_seed, objective=FLAGS.objective,
-                     diffusion_steps=steps[0] if steps else None, **upscale)
+                     diffusion_steps=steps[0] if steps else None,
+                     output_distribution=FLAGS.output_distribution,
+                     num_mixtures=(FLAGS.num_mixtures
+                                   if FLAGS.output_distribution == "logistic_mixture" else 0),
+                     **upscale)
 
 
 def train_config():

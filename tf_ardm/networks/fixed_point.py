@@ -372,6 +372,8 @@ def _exact_function(name, x):
     return (-x).exp()
   if name == "swish":
     return x / (1 + (-x).exp())
+  if name == "log1p":
+    return (1 + x).ln()
   if name == "gelu_tanh":
     c = decimal.Decimal(2) / decimal.Decimal(math.pi)
     inner = c.sqrt() * (x + decimal.Decimal("0.044715") * x**3)
@@ -384,6 +386,7 @@ def _exact_function(name, x):
 _NUMPY = {
     "exp_neg": lambda x: np.exp(-x),
     "swish": lambda x: x / (1.0 + np.exp(-x)),
+    "log1p": np.log1p,
     "gelu_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3))),
 }
 

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ardm.networks import fixed_point as fp
+from tf_ardm.networks import logistic_mixture as lm
 from tf_ardm.networks.transformer import Transformer
 from tf_ardm.networks.unet import UNet
 
@@ -356,21 +357,143 @@ class IntegerTransformer(IntegerNetwork):
     return logits.q[:, :, None, :]
 
 
+# The logistic mixture's integer arithmetic (IntegerLogisticMixture).
+_CDF_BITS = fp.EXP_BITS           # CDF values and bin masses at exponent 20.
+_EDGE_BITS = 20                   # Bin edges and means at exponent 20.
+_INV_SCALE_BITS = 30              # 1/scale at exponent 30.
+_Z_BITS = 16                      # Standardised edges at exponent 16 ...
+_Z_LIMIT = 16                     # ... clamped to +-16: sigmoid(16) rounds to 1.
+_LOG_MANTISSA_BITS = 10           # ilog's mantissa: 2^-10 relative, under 0.001 nats.
+
+
+class IntegerLogisticMixture(IntegerNetwork):
+  """The integer version of logistic_mixture.LogisticMixture around an integer body.
+
+  Call: the body's inputs -> int64 logits [B, *shape, K] at TABLE_EXPONENT:
+  the natural log of each class's integer mixture mass (+1), so that the
+  codec's softmax (`softmax`, the body's exp table) and everything after it
+  treat them as any network's logits. From the body's int64 parameters
+  [B, *shape, 3M] at TABLE_EXPONENT (mixture logits, means, log-scales, as
+  logistic_mixture.parameters orders, offsets, shifts and clips them):
+
+    1/s = exp(-log s) at 2^-30, from a table over the clipped log-scales;
+    z_k = (e_k - mu) / s at 2^-16, clamped to +-16, for the inner edges e_k;
+    sigmoid(z) = 2^40 / (2^20 + E(|z|)), rounded, reflected for z < 0, where
+      E is the exp table (exp(-d 2^-10) 2^20) interpolated linearly between
+      its entries (a relative error near 1e-7);
+    mass_k = sum_m w_m (sigmoid(z_{k+1}) - sigmoid(z_k)) 2^-20, with w the
+      softmax weights of the mixture logits and sigmoid 0 and 2^20 at the
+      outer edges;
+    logit_k = ilog(mass_k + 1) at 2^-10: floor(log2) and a 10-bit mantissa
+      looked up in a table of ln(1 + j 2^-10).
+
+  Every step is an int64 add, multiply, shift, floor division, clamp or
+  gather, so the logits are the same integers on every machine.
+  """
+
+  def __init__(self, body, num_classes, num_mixtures, name=None):
+    super().__init__(name=name)
+    self.body = body
+    self.num_classes, self.num_mixtures = int(num_classes), int(num_mixtures)
+
+  def softmax(self, logits):
+    return self.body.softmax(logits)
+
+  def _values(self):
+    """The head's integer constants, from (M, K) alone."""
+    m, k = self.num_mixtures, self.num_classes
+    f = fp.TABLE_EXPONENT
+    return dict(
+        offsets=np.round(lm.offsets(m) * 2.0**_EDGE_BITS).astype(np.int64),
+        edges=np.round(lm.edges(k) * 2.0**_EDGE_BITS).astype(np.int64),
+        log_m=np.int64(round(math.log(m) * 2**f)),
+        ln2=np.int64(round(math.log(2.0) * 2**20)),
+        inv_scale=fp.table("exp_neg", f, _INV_SCALE_BITS, int(lm.MIN_LOG_SCALE * 2**f),
+                           int(lm.MAX_LOG_SCALE * 2**f)),
+        log_table=fp.table("log1p", _LOG_MANTISSA_BITS, 20, 0, 2**_LOG_MANTISSA_BITS - 1))
+
+  def arrays(self):
+    values = self._values()
+    return [*self.body.arrays(), np.frombuffer(b"logistic_mixture", np.uint8),
+            np.array([self.num_classes, self.num_mixtures], np.int64),
+            *[np.atleast_1d(values[name]) for name in sorted(values)]]
+
+  @staticmethod
+  def _sigmoid(z, exp_table):
+    """sigmoid(z 2^-16) 2^20, int64, for int64 z with |z| <= _Z_LIMIT 2^16."""
+    fine = _Z_BITS - fp.TABLE_EXPONENT
+    d = tf.abs(z)
+    i = tf.minimum(tf.bitwise.right_shift(d, fine),
+                   tf.cast(tf.shape(exp_table)[0] - 2, tf.int64))
+    low, high = tf.gather(exp_table, i), tf.gather(exp_table, i + 1)
+    frac = d - tf.bitwise.left_shift(i, fine)  # The last entry is 0: no overshoot.
+    e = tf.maximum(low + fp.shift_round((high - low) * frac, fine), 0)
+    one = tf.constant(2**_CDF_BITS, tf.int64)
+    positive = fp.div_round(tf.constant(2**(2 * _CDF_BITS), tf.int64), one + e)
+    return tf.where(z >= 0, positive, one - positive)
+
+  def _ilog(self, v, table):
+    """ln(v) at 2^-TABLE_EXPONENT, int64, for int64 v in [1, 2^40]."""
+    bits = _LOG_MANTISSA_BITS
+    b = fp.bit_length(v)
+    top = tf.bitwise.left_shift(tf.bitwise.right_shift(v, tf.maximum(b - bits, 0)),
+                                tf.maximum(bits - b, 0))
+    return fp.shift_round(b * self._values()["ln2"] + tf.gather(table, top - 2**bits),
+                          20 - fp.TABLE_EXPONENT)
+
+  def __call__(self, x_in, t, mask, direct_conv=True):
+    raw = self.body(x_in, t, mask, direct_conv=direct_conv)  # int64 [B, *shape, 3M]
+    m, f = self.num_mixtures, fp.TABLE_EXPONENT
+    values = self._values()
+    exp_table = self.body.constant(fp.exp_table())  # The body's softmax table.
+    weights = self.softmax(raw[..., :m])  # <= 2^20 each
+    # Means at 2^-20, where the offsets are (nearly) exact.
+    means = tf.bitwise.left_shift(raw[..., m:2 * m], tf.constant(_EDGE_BITS - f, tf.int64))
+    mean_limit = int(lm.MEAN_LIMIT * 2**_EDGE_BITS)
+    means = tf.clip_by_value(means + self.constant(values["offsets"]), -mean_limit, mean_limit)
+    log_scales = tf.clip_by_value(raw[..., 2 * m:] - values["log_m"],
+                                  int(lm.MIN_LOG_SCALE * 2**f), int(lm.MAX_LOG_SCALE * 2**f))
+    inv_scales = tf.gather(self.constant(values["inv_scale"]),
+                           log_scales - int(lm.MIN_LOG_SCALE * 2**f))
+    # |edge - mean| <= 3 2^20 times 1/s <= 1097 2^30: below 2^62.
+    edges = self.constant(values["edges"])
+    zero = tf.zeros_like(raw[..., :1])
+    full = zero + 2**_CDF_BITS
+    limit = _Z_LIMIT * 2**_Z_BITS
+    mass = 0
+    for i in range(m):  # Over the M components: [B, *shape, K] at a time.
+      z = fp.shift_round((edges - means[..., i:i + 1]) * inv_scales[..., i:i + 1],
+                         _EDGE_BITS + _INV_SCALE_BITS - _Z_BITS)
+      cdf = self._sigmoid(tf.clip_by_value(z, -limit, limit), exp_table)
+      bins = tf.concat([cdf, full], -1) - tf.concat([zero, cdf], -1)
+      mass += weights[..., i:i + 1] * bins
+    mass = fp.shift_round(mass, _CDF_BITS)
+    return self._ilog(mass + 1, self.constant(values["log_table"]))
+
+
+def _integer_version(network):
+  """The uncalibrated IntegerNetwork of a network (see quantize)."""
+  if hasattr(network, "integer_network"):
+    return network.integer_network()
+  if isinstance(network, lm.LogisticMixture):
+    return IntegerLogisticMixture(_integer_version(network.network), network.num_classes,
+                                  network.num_mixtures)
+  if isinstance(network, UNet):
+    return IntegerUNet(network)
+  if isinstance(network, Transformer):
+    return IntegerTransformer(network)
+  raise TypeError(f"no integer version of {type(network).__name__}")
+
+
 def quantize(network, x_in, t, mask):
   """The IntegerNetwork of a trained UNet or Transformer, calibrated on one eager batch.
 
   x_in int32 [B, *shape], t int32 [B], mask int32 [B, *shape, M]: inputs
   like the codec's (known values and masks at a spread of steps).
   Any other network may provide its own: a method `integer_network()`
-  returning an IntegerNetwork (the tests' fixed-logit networks do).
+  returning an IntegerNetwork (the tests' fixed-logit networks do). A
+  LogisticMixture's is an IntegerLogisticMixture around its body's.
   """
-  if hasattr(network, "integer_network"):
-    integer = network.integer_network()
-  elif isinstance(network, UNet):
-    integer = IntegerUNet(network)
-  elif isinstance(network, Transformer):
-    integer = IntegerTransformer(network)
-  else:
-    raise TypeError(f"no integer version of {type(network).__name__}")
+  integer = _integer_version(network)
   integer(tf.constant(x_in), tf.constant(t), tf.constant(mask))
   return integer

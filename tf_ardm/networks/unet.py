@@ -101,11 +101,12 @@ class UNet(tf.keras.layers.Layer):
 
   Call: (x_in int32 [B,H,W,C], t int32 [B], mask float [B,H,W,M]) ->
   logits float32 [B,H,W,C,K], channel-major (output channel c*K + k).
+  output_initializer: of the output convolution; None: LeCun normal.
   """
 
   def __init__(self, data_shape, num_classes_in, num_classes_out, max_time,
                channels=256, num_res_blocks=32, attention_every_block=False,
-               num_heads=1, dropout=0.0, **kwargs):
+               num_heads=1, dropout=0.0, output_initializer=None, **kwargs):
     super().__init__(**kwargs)
     self.data_shape = tuple(data_shape)
     self.num_classes_out = num_classes_out
@@ -119,7 +120,8 @@ class UNet(tf.keras.layers.Layer):
     self.out_norm = layers.group_norm(channels)
     self.out_conv = tf.keras.layers.Conv2D(
         self.data_shape[-1] * num_classes_out, 3, padding="same",
-        kernel_initializer=layers.lecun_normal(), dtype="float32")  # Logits.
+        kernel_initializer=output_initializer or layers.lecun_normal(),
+        dtype="float32")  # Logits.
 
   def call(self, x_in, t, mask, training=False):
     temb = self.time(t)
