@@ -11,6 +11,7 @@ import tensorflow_probability as tfp
 
 from conftest import tiny_config
 from tf_ardm import models
+from tf_ardm import seeding
 from tf_ardm.config import ModelConfig
 from tf_ardm.errors import UserError
 from tf_ardm.generation import sampling
@@ -124,7 +125,7 @@ def test_config_checks_and_json():
 
 
 def test_model_starts_near_uniform_trains_samples_and_scores():
-  tf.keras.utils.set_random_seed(0)
+  seeding.set_random_seed(0)
   config = _mixture_config()
   model = models.build(config)
   x = np.random.default_rng(0).integers(0, 17, (8, 4, 4, 1)).astype(np.int32)
