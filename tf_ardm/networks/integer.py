@@ -432,13 +432,15 @@ class IntegerLogisticMixture(IntegerNetwork):
     positive = fp.div_round(tf.constant(2**(2 * _CDF_BITS), tf.int64), one + e)
     return tf.where(z >= 0, positive, one - positive)
 
-  def _ilog(self, v, table):
-    """ln(v) at 2^-TABLE_EXPONENT, int64, for int64 v in [1, 2^40]."""
+  @staticmethod
+  def _ilog(v, table, ln2):
+    """ln(v) at 2^-TABLE_EXPONENT, int64, for int64 v in [1, 2^40]; table:
+    ln(1 + j 2^-10) 2^20 for j < 2^10, ln2: ln 2 at 2^-20."""
     bits = _LOG_MANTISSA_BITS
     b = fp.bit_length(v)
     top = tf.bitwise.left_shift(tf.bitwise.right_shift(v, tf.maximum(b - bits, 0)),
                                 tf.maximum(bits - b, 0))
-    return fp.shift_round(b * self._values()["ln2"] + tf.gather(table, top - 2**bits),
+    return fp.shift_round(b * ln2 + tf.gather(table, top - 2**bits),
                           20 - fp.TABLE_EXPONENT)
 
   def __call__(self, x_in, t, mask, direct_conv=True):
@@ -468,7 +470,7 @@ class IntegerLogisticMixture(IntegerNetwork):
       bins = tf.concat([cdf, full], -1) - tf.concat([zero, cdf], -1)
       mass += weights[..., i:i + 1] * bins
     mass = fp.shift_round(mass, _CDF_BITS)
-    return self._ilog(mass + 1, self.constant(values["log_table"]))
+    return self._ilog(mass + 1, self.constant(values["log_table"]), values["ln2"])
 
 
 def _integer_version(network):
