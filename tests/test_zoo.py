@@ -36,27 +36,19 @@ def _cells(line):
   return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
-def zoo_table(path=README):
-  """{model: (negative ELBO, its standard error, exact NLL or None)}, bits/dim
-  (bits/char for text), from the zoo table of the README at `path`.
-
-  ValueError when the table, its columns or a row's figures are missing or malformed.
-  """
-  with open(path, encoding="utf-8") as f:
-    lines = [line for line in f if line.lstrip().startswith("|")]
-  headers = [i for i, line in enumerate(lines) if _cells(line)[0] == "model"]
-  if not headers:
-    raise ValueError(f"{path}: no table with a 'model' column")
-  header = _cells(lines[headers[0]])
+def _read_table(lines, start, path):
+  """{model: (ELBO, its standard error, exact NLL or None)} of the table whose
+  header row is lines[start]."""
+  header = _cells(lines[start])
   elbo_col = [i for i, h in enumerate(header) if re.fullmatch(r"test (negative )?ELBO", h)]
   nll_col = [i for i, h in enumerate(header) if h.startswith("exact NLL")]
   if len(elbo_col) != 1 or len(nll_col) != 1:
     raise ValueError(f"{path}: expected one 'test (negative) ELBO' and one 'exact NLL' "
                      f"column, got {header}")
   table = {}
-  for line in lines[headers[0] + 2:]:
+  for line in lines[start + 2:]:
     cells = _cells(line)
-    if len(cells) != len(header):
+    if not line.lstrip().startswith("|") or len(cells) != len(header):
       break
     name = cells[0].strip("`")
     elbo = re.match(rf"{_NUMBER} ± {_NUMBER} bits/", cells[elbo_col[0]])
@@ -68,12 +60,83 @@ def zoo_table(path=README):
   return table
 
 
+def zoo_tables(path=README):
+  """[(Python version or None, table)] of the README at `path`, in order; a
+  table is {model: (negative ELBO, its standard error, exact NLL or None)},
+  bits/dim (bits/char or bits/byte for text), and its version is the "Python
+  X.Y" that the last heading above it names (None when it names none).
+
+  ValueError when there is no table, or a table's columns or a row's figures
+  are missing or malformed.
+  """
+  with open(path, encoding="utf-8") as f:
+    lines = f.read().splitlines()
+  tables, python = [], None
+  for i, line in enumerate(lines):
+    if line.startswith("#"):
+      version = re.search(r"Python (\d+\.\d+)", line)
+      python = version[1] if version else None
+    elif line.lstrip().startswith("|") and _cells(line)[0] == "model":
+      tables.append((python, _read_table(lines, i, path)))
+  if not tables:
+    raise ValueError(f"{path}: no table with a 'model' column")
+  return tables
+
+
+def zoo_table(path=README, python=None, from_python=None):
+  """{model: (negative ELBO, its s.e., exact NLL or None)} that a run on
+  Python `python` ("X.Y"; default: this one) must reproduce.
+
+  That is the first table's rows, except for the models in `from_python`
+  (default: the shipped models whose dataset is made from Python's own
+  files, datasets.FROM_PYTHON): their figures hold only on the Python that
+  the heading above a table names, so they come from the table for
+  `python`, and are left out where the README has none for it.
+  """
+  python = python or "%d.%d" % sys.version_info[:2]
+  if from_python is None:
+    from_python = {name for name in _shipped_names()
+                   if servable.read_config(os.path.join(ZOO, name)).dataset
+                   in datasets.FROM_PYTHON}
+  (main_python, main), *others = zoo_tables(path)
+  table = {n: v for n, v in main.items() if n not in from_python or main_python == python}
+  for version, rows in others:
+    if version == python:
+      table.update({n: v for n, v in rows.items() if n in from_python})
+  return table
+
+
+def _shipped_names():
+  return {name for name in os.listdir(ZOO) if os.path.isdir(os.path.join(ZOO, name, "serving"))}
+
+
 STATED = zoo_table()
 
 
 def test_zoo_table_states_every_shipped_model():
-  shipped = {name for name in os.listdir(ZOO) if os.path.isdir(os.path.join(ZOO, name, "serving"))}
-  assert shipped and set(STATED) == shipped, (sorted(STATED), sorted(shipped))
+  shipped = _shipped_names()
+  stated = set().union(*(rows for _, rows in zoo_tables()))
+  assert shipped and stated == shipped, (sorted(stated), sorted(shipped))
+  # The default stacks' Pythons (Makefile: 3.12 and 3.11) have every figure.
+  for python in ("3.11", "3.12"):
+    assert set(zoo_table(python=python)) == shipped, python
+
+
+def test_zoo_table_takes_python_dependent_rows_from_their_python(tmp_path):
+  (tmp_path / "README.md").write_text("\n".join([
+      "# Zoo", "## Figures on Python 3.11",
+      "| model | test ELBO | exact NLL |", "|---|---|---|",
+      "| `a` | 1.250 ± 0.010 bits/dim | 1.300 bits/dim |",
+      "| `t` | 2.500 ± 0.020 bits/char | not measured |", "",
+      "## Text figures on Python 3.12", "Measured there.", "",
+      "| model | test negative ELBO | exact NLL, fixed order |", "|---|---|---|",
+      "| `t` | 2.400 ± 0.030 bits/char | 2.450 bits/char |",
+      "| `a` | 9.000 ± 0.010 bits/dim | not measured |"]), encoding="utf-8")
+  read = functools.partial(zoo_table, tmp_path / "README.md", from_python={"t"})
+  assert read(python="3.11") == {"a": (1.25, 0.01, 1.3), "t": (2.5, 0.02, None)}
+  # A model that is not Python-dependent keeps the first table's figures.
+  assert read(python="3.12") == {"a": (1.25, 0.01, 1.3), "t": (2.4, 0.03, 2.45)}
+  assert read(python="3.10") == {"a": (1.25, 0.01, 1.3)}
 
 
 def test_zoo_table_parser_reads_both_column_names(tmp_path):
@@ -134,6 +197,11 @@ def test_missing_or_corrupt_shipped_model_gives_clear_error(tmp_path):
   (broken / "saved_model.pb").write_bytes(b"\x00garbage")
   with pytest.raises(UserError, match="cannot load the SavedModel"):
     servable.load(str(tmp_path))
+  with pytest.raises(UserError, match="cannot read the model config"):
+    servable.read_config(str(tmp_path))
+  (broken / "assets.extra.json").write_text("{not json", encoding="utf-8")
+  with pytest.raises(UserError, match="cannot read the model config"):
+    servable.read_config(str(tmp_path))
 
 
 def _cli(module, *args):

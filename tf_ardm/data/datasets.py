@@ -27,6 +27,10 @@ from tf_ardm.data import text as text_lib
 from tf_ardm.errors import UserError
 
 NAMES = ("digits", "text", "text_bytes", "text8", "cifar10", "photos")
+# Made from the running Python's own files (its documentation topics and
+# stdlib sources), which change between Python versions: so do their splits,
+# and a model's figures on them.
+FROM_PYTHON = ("text", "text_bytes")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,13 +13,16 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from tf_ardm.data import datasets
 from tf_ardm.errors import UserError
 from tf_ardm.evaluation import plots
 from tf_ardm.generation import policies as policies_lib
 
 
 def unit(config):
-  """'bits/char' for text models, else 'bits/dim'."""
+  """'bits/byte' for byte models, 'bits/char' for other text models, else 'bits/dim'."""
+  if datasets.is_bytes(config):
+    return "bits/byte"
   return "bits/char" if config.kind == "text" else "bits/dim"
 
 

@@ -35,8 +35,9 @@ carry a stage axis ([S, k] instead of [k]), its steps t are global in
   loss_components() -> loss_components float32 [S*D] (bits/dim per step, the
       training-time EMA), heldout_loss_components float32 [S*D] or [0] (the
       held-out estimate; policies use it when present).
-The model's config is stored as JSON in the `config.json` asset and returned by
-the `config` function.
+The model's config is returned by the `config` function and stored as JSON
+beside the SavedModel in `assets.extra.json` (`read_config` reads it without
+loading the SavedModel).
 """
 import os
 
@@ -274,6 +275,20 @@ def resolve(export_dir):
     if versions:
       return os.path.join(serving, max(versions, key=int))
   return export_dir
+
+
+def read_config(path):
+  """The ModelConfig of an export (an export root or one of its SavedModels),
+  read from its `assets.extra.json` without loading the SavedModel.
+
+  UserError when the file is missing or not a config.
+  """
+  file = os.path.join(resolve(path), "assets.extra.json")
+  try:
+    with open(file, encoding="utf-8") as f:
+      return ModelConfig.from_json(f.read())
+  except (OSError, ValueError, TypeError, KeyError) as e:
+    raise UserError(f"cannot read the model config {file}: {e}") from None
 
 
 def restore_model(path):
