@@ -62,6 +62,7 @@ import hashlib
 import json
 import os
 
+from google.protobuf.message import DecodeError
 import numpy as np
 import tensorflow as tf
 
@@ -69,6 +70,7 @@ from tf_ardm import errors
 from tf_ardm.coding import crc
 from tf_ardm.coding import range_coder as coding
 from tf_ardm.coding import stream
+from tf_ardm.config import ModelConfig
 from tf_ardm.data import datasets
 from tf_ardm.data import validation
 from tf_ardm.errors import UserError
@@ -76,6 +78,7 @@ from tf_ardm.generation import masks
 from tf_ardm.models import checkpoints
 from tf_ardm.networks import fixed_point
 from tf_ardm.networks import integer
+from tf_ardm.serving import lazy_export
 from tf_ardm.serving import servable
 
 # Calibration datapoints: the first ones of the training split.
@@ -94,6 +97,12 @@ def _value_bytes(num_classes):
 def default_max_batch(num_steps):
   """Datapoints per network call: _MAX_CALL_POSITIONS / D, in [1, 256]."""
   return int(max(1, min(256, _MAX_CALL_POSITIONS // num_steps)))
+
+
+def network_variant(use_xla, direct_conv):
+  """The index of the integer network variant (0 or 1 each) in
+  Codec.network_functions, the branch index of the switch that picks it."""
+  return 2 * use_xla + direct_conv
 
 
 class Codec(servable.Servable):
@@ -230,7 +239,8 @@ class Codec(servable.Servable):
     positions = self.order[stage, left:right]
     a = self.denoiser.num_choices
 
-    variant = 2 * tf.cast(self.use_xla, tf.int32) + tf.cast(self.direct_conv, tf.int32)
+    variant = network_variant(tf.cast(self.use_xla, tf.int32),
+                              tf.cast(self.direct_conv, tf.int32))
 
     def call(x_chunk):
       freqs = tf.switch_case(variant, [
@@ -442,7 +452,7 @@ def load(path, max_batch=None):
   if os.path.isfile(os.path.join(path, "codec", "saved_model.pb")):
     path = os.path.join(path, "codec")
   if os.path.isfile(os.path.join(path, "saved_model.pb")):
-    module, config = servable.load(path)
+    module, config = open_export(path)
     if not hasattr(module, "decompress_solid"):
       raise UserError(f"{path} is a SavedModel without the codec functions; pass "
                       "a codec export (tf_ardm.coding.codec.export) or the trained model "
@@ -458,6 +468,28 @@ def load(path, max_batch=None):
     return Coder(Codec(model, calibration_data(model.config), max_batch), model.config)
   raise UserError(f"{path} is neither a codec export (saved_model.pb, or codec/ of an "
                   f"export root) nor a trained model directory ({checkpoints.CONFIG})")
+
+
+# The functions that the Coder's compress and decompress call.
+CODER_FUNCTIONS = ("config", "codec_info", "encode", "decode")
+
+
+def open_export(path):
+  """(functions, ModelConfig) of the SavedModel in `path`, for a Coder.
+
+  A `lazy_export.LazyExport` when it can load CODER_FUNCTIONS (each loads
+  on first use, in a fraction of a second), else, for an export that it
+  can't read or that lacks one of them, what servable.load gives
+  (tf.saved_model.load, about 10 s for digits on the 2-core CPU; UserError
+  for an export that does not load).
+  """
+  try:
+    module = lazy_export.LazyExport(path)
+    if module.unsupported(CODER_FUNCTIONS) is None:
+      return module, ModelConfig.from_json(module.config().numpy().decode())
+  except (OSError, ValueError, DecodeError, tf.errors.OpError):
+    pass
+  return servable.load(path)
 
 
 # Jobs of at least this many position-calls run the integer network under
@@ -536,13 +568,27 @@ class Coder:
     except tf.errors.InvalidArgumentError as e:
       raise errors.from_tf_error(e, names) from None
 
-  def _code(self, fn, n, budget, *args, names=None):
-    """Runs a coding function on n datapoints, counting its network calls."""
+  def _function(self, name):
+    """Codec function `name` ('encode', 'decode' or 'code_length').
+
+    From a LazyExport, the function loaded for the network variant that the
+    variables use_xla and direct_conv pick now (their switch pinned to its
+    branch: network_variant), so its first call instantiates one variant
+    of the integer network, not all four.
+    """
+    if isinstance(self.module, lazy_export.LazyExport):
+      variant = network_variant(int(self.module.use_xla.numpy()),
+                                int(self.module.direct_conv.numpy()))
+      return self.module.function(name, case_branch=variant)
+    return getattr(self.module, name)
+
+  def _code(self, name, n, budget, *args, names=None):
+    """Runs coding function `name` on n datapoints, counting its network calls."""
     if self.xla is None:
       work = n * int(np.prod(self.shape)) * self.num_stages * budget
       if bool(self.module.use_xla.numpy()) != (work >= AUTO_XLA_WORK):
         self.module.use_xla.assign(work >= AUTO_XLA_WORK)
-    out = self._run(fn, *args, names=names).numpy()
+    out = self._run(self._function(name), *args, names=names).numpy()
     self.calls += self.num_stages * budget * -(-n // self.max_batch)
     return out
 
@@ -557,12 +603,12 @@ class Coder:
     if len(x) > self.max_solid:
       raise UserError(f"a solid stream holds at most {self.max_solid} datapoints, "
                       f"got {len(x)}")
-    return self._code(self.module.encode, len(x), budget, x, budget, True, lean)[0]
+    return self._code("encode", len(x), budget, x, budget, True, lean)[0]
 
   def decompress(self, data, lean=False):
     """The data int32 [N, *shape] of one solid (or single) stream."""
     header = stream.read_header(data, self.fingerprint, lean)
-    return self._code(self.module.decode, header.count, header.budget,
+    return self._code("decode", header.count, header.budget,
                       tf.constant([data], tf.string), True, lean, names=[None])
 
   def compress_each(self, x, budget, lean=False):
@@ -570,7 +616,7 @@ class Coder:
     x, budget = self.check_data(x), self.check_budget(budget)
     out = []
     for part in self.parts(len(x)):
-      out += list(self._code(self.module.encode, len(x[part]), budget, x[part], budget,
+      out += list(self._code("encode", len(x[part]), budget, x[part], budget,
                              False, lean))
     return out
 
@@ -591,7 +637,7 @@ class Coder:
     for budget, ids in groups.items():
       for part in self.parts(len(ids)):
         batch = ids[part]
-        x[batch] = self._code(self.module.decode, len(batch), budget,
+        x[batch] = self._code("decode", len(batch), budget,
                               tf.constant([streams[i] for i in batch], tf.string), False,
                               lean, names=[names[i] for i in batch])
     return x
@@ -609,6 +655,6 @@ class Coder:
     """The integer model's code length in bits, float64 [N]: what the
     streams' payloads approach (Codec.code_length)."""
     x, budget = self.check_data(x), self.check_budget(budget)
-    bits = [self._run(self.module.code_length, x[part], budget).numpy()
+    bits = [self._run(self._function("code_length"), x[part], budget).numpy()
             for part in self.parts(len(x))]
     return np.concatenate(bits or [np.zeros([0])]).astype(np.float64)
