@@ -26,7 +26,6 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-direct-tensorflow-import
 from tensorflow.core.protobuf import trackable_object_graph_pb2  # pylint: disable=g-direct-tensorflow-import
 from tensorflow.python.eager import context  # pylint: disable=g-direct-tensorflow-import
-from tensorflow.python.saved_model import nested_structure_coder  # pylint: disable=g-direct-tensorflow-import
 
 # Suffixes that keep the FunctionDef names of each load apart (two exports
 # may hold different functions under the same name).
@@ -57,16 +56,36 @@ def _called(fdef, library):
   return out
 
 
-def reached(name, library):
+def reached(name, library, called=None):
   """The names of the FunctionDefs that function `name` reaches, itself
-  included. library: {name: FunctionDef}; KeyError for a missing one."""
+  included. library: {name: FunctionDef}; KeyError for a missing one.
+  called: a dict that memoizes `_called` per name across calls."""
+  called = {} if called is None else called
   seen, todo = set(), [name]
   while todo:
     current = todo.pop()
     if current not in seen:
       seen.add(current)
-      todo.extend(_called(library[current], library) - seen)
+      if current not in called:
+        called[current] = _called(library[current], library)
+      todo.extend(called[current] - seen)
   return seen
+
+
+def _structure(value):
+  """The nest of a saved StructuredValue proto, with None for each tensor
+  (to pack flat tensors into with tf.nest.pack_sequence_as)."""
+  kind = value.WhichOneof("kind")
+  if kind in ("tensor_spec_value", "bounded_tensor_spec_value"):
+    return None
+  if kind == "none_value":
+    return ()
+  if kind == "dict_value":
+    return {k: _structure(v) for k, v in value.dict_value.fields.items()}
+  if kind in ("tuple_value", "list_value"):
+    items = [_structure(v) for v in getattr(value, kind).values]
+    return tuple(items) if kind == "tuple_value" else items
+  raise ValueError(f"a function output of kind {kind}")
 
 
 def _renamed(fdef, names):
@@ -95,6 +114,7 @@ class _Graph:
     self.library = {f.signature.name: f for f in meta.graph_def.library.function}
     self.graph_nodes = {n.name: n for n in meta.graph_def.node}
     self.children = {c.local_name: c.node_id for c in self.objects.nodes[0].children}
+    self.called = {}  # Memo of reached().
 
   def concrete(self, name):
     """The SavedConcreteFunction name of root function `name`, or None."""
@@ -110,7 +130,10 @@ class _Graph:
     if concrete is None:
       return f"{name} is not a function with one trace"
     try:
-      reached(concrete, self.library)
+      reached(concrete, self.library, self.called)
+      _structure(self.objects.concrete_functions[concrete].output_signature)
+    except ValueError as e:
+      return f"{name} returns {e}"
     except KeyError as e:
       return f"{name} calls {e}, which the export lacks"
     for node_id in self.objects.concrete_functions[concrete].bound_inputs:
@@ -207,34 +230,51 @@ class LazyExport:
       raise ValueError(f"cannot load {name} of {self._dir} lazily: {reason}")
     concrete = graph.concrete(name)
     library = graph.library
+    closure = reached(concrete, library, graph.called)
+    called, pinned = graph.called, set()
     if case_branch is not None:
-      branches = _case_branches(library[n] for n in reached(concrete, library))
+      branches = _case_branches(library[n] for n in closure)
       if not branches or min(branches) <= case_branch:
         raise ValueError(f"{name} of {self._dir} has no Case op with a branch "
                          f"{case_branch} (its Case ops have {branches} branches)")
-      library = dict(library)
-      for n in reached(concrete, library):
+      library, called = dict(library), dict(called)
+      for n in closure:
         if _case_branches([library[n]]):
+          del called[n]  # Recomputed below.
+          pinned.add(n)
           copy = type(library[n])()
           copy.CopyFrom(library[n])
           library[n] = _pin_cases(copy, case_branch)
+    closure = reached(concrete, library, called)
+    # New names for the pinned functions, those whose names the context
+    # holds already (maybe for other functions) and all that call them;
+    # the rest (the big network graphs, usually) are registered as they are.
+    ctx = context.context()
+    changed = {n for n in closure if n in pinned or ctx.has_function(n)}
+    while True:
+      callers = {n for n in closure - changed if called[n] & changed}
+      if not callers:
+        break
+      changed |= callers
     suffix = f"_lazy{next(_LOADS)}"
-    names = {n: n + suffix for n in reached(concrete, library)}
-    for old in sorted(names):
-      context.context().add_function_def(_renamed(library[old], names))
+    names = {n: n + suffix if n in changed else n for n in closure}
+    for n in sorted(closure):
+      ctx.add_function_def(_renamed(library[n], names) if n in changed else library[n])
     saved = graph.objects.concrete_functions[concrete]
-    args_spec = nested_structure_coder.decode_proto(saved.canonicalized_input_signature)[0]
-    specs = tf.nest.flatten(args_spec)
-    outputs = nested_structure_coder.decode_proto(saved.output_signature)
     captured = [self._capture(i) for i in saved.bound_inputs]
-    num_outputs = len(library[concrete].signature.output_arg)
+    signature = library[concrete].signature
+    # The FunctionDef's inputs: the flat arguments, then the captured ones.
+    dtypes = [tf.dtypes.as_dtype(a.type)
+              for a in signature.input_arg[:len(signature.input_arg) - len(captured)]]
+    outputs = _structure(saved.output_signature)
+    num_outputs = len(signature.output_arg)
     function = names[concrete].encode()
 
     def call(*args):
       flat = tf.nest.flatten(args)
-      if len(flat) != len(specs):
-        raise TypeError(f"{name} takes {len(specs)} inputs, got {len(flat)}")
-      inputs = [tf.convert_to_tensor(x, dtype=s.dtype) for x, s in zip(flat, specs)]
+      if len(flat) != len(dtypes):
+        raise TypeError(f"{name} takes {len(dtypes)} inputs, got {len(flat)}")
+      inputs = [tf.convert_to_tensor(x, dtype=d) for x, d in zip(flat, dtypes)]
       inputs += [c.handle if isinstance(c, tf.Variable) else c for c in captured]
       # As tf.saved_model.load's functions run: the function as an op, with
       # the context's call options (its config, e.g. grappler disabled).
