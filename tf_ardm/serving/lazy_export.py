@@ -11,7 +11,10 @@ root's variables, created once from the variables checkpoint and shared by
 all functions (so `export.use_xla.assign(...)` reaches every function that
 reads it), and captured constants from the export's graph. A call then runs
 the same FunctionDefs with the same inputs as the function that
-`tf.saved_model.load` gives, so the outputs are the same to the bit.
+`tf.saved_model.load` gives, so the outputs are the same to the bit; a
+caller that knows which branch its Case ops take can pin them to it
+(`LazyExport.function(name, case_branch)`), which removes the other
+branches from the graph that the first call instantiates.
 
 `LazyExport.unsupported(names)` says why functions can't be loaded this way
 (a function with several traces, or one that captures anything other than a
@@ -26,6 +29,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-direct-tensorflow-import
 from tensorflow.core.protobuf import trackable_object_graph_pb2  # pylint: disable=g-direct-tensorflow-import
 from tensorflow.python.eager import context  # pylint: disable=g-direct-tensorflow-import
+from tensorflow.python.framework import op_def_registry  # pylint: disable=g-direct-tensorflow-import
 
 # Suffixes that keep the FunctionDef names of each load apart (two exports
 # may hold different functions under the same name).
@@ -43,12 +47,24 @@ def read_meta_graph(export_dir):
   return saved.meta_graphs[0]
 
 
+def _may_call(op, cache={}):  # pylint: disable=dangerous-default-value
+  """Whether a node of type `op` may name a function in its attributes: its
+  OpDef has a func or list(func) attr, or it has no registered OpDef."""
+  if op not in cache:
+    op_def = op_def_registry.get(op)
+    cache[op] = op_def is None or any(a.type in ("func", "list(func)") for a in op_def.attr)
+  return cache[op]
+
+
 def _called(fdef, library):
   """Names of the library functions that a FunctionDef calls directly."""
   out = set()
   for node in fdef.node_def:
-    if node.op in library:
-      out.add(node.op)
+    op = node.op
+    if op in library:
+      out.add(op)
+    if not _may_call(op):
+      continue
     for value in node.attr.values():
       if value.HasField("func"):
         out.add(value.func.name)
@@ -96,6 +112,8 @@ def _renamed(fdef, names):
   for node in out.node_def:
     if node.op in names:
       node.op = names[node.op]
+    if not _may_call(node.op):
+      continue
     for value in node.attr.values():
       if value.HasField("func") and value.func.name in names:
         value.func.name = names[value.func.name]
@@ -176,6 +194,8 @@ class LazyExport:
   with positional arguments as in its input signature and returns its
   outputs in their saved structure (a tensor, or a dict of tensors);
   `export.v` is root variable v (the same variable that the functions read).
+  Each function's FunctionDefs are registered under names with a suffix
+  unique to the load (`_lazy<N>`).
   `hasattr(export, name)` says whether the root has a function or variable
   `name`, without loading anything. `export.function(name, case_branch=i)`
   is f with every Case op that it reaches replaced by a call of its branch
@@ -231,7 +251,7 @@ class LazyExport:
     concrete = graph.concrete(name)
     library = graph.library
     closure = reached(concrete, library, graph.called)
-    called, pinned = graph.called, set()
+    called = graph.called
     if case_branch is not None:
       branches = _case_branches(library[n] for n in closure)
       if not branches or min(branches) <= case_branch:
@@ -241,25 +261,15 @@ class LazyExport:
       for n in closure:
         if _case_branches([library[n]]):
           del called[n]  # Recomputed below.
-          pinned.add(n)
           copy = type(library[n])()
           copy.CopyFrom(library[n])
           library[n] = _pin_cases(copy, case_branch)
-    closure = reached(concrete, library, called)
-    # New names for the pinned functions, those whose names the context
-    # holds already (maybe for other functions) and all that call them;
-    # the rest (the big network graphs, usually) are registered as they are.
-    ctx = context.context()
-    changed = {n for n in closure if n in pinned or ctx.has_function(n)}
-    while True:
-      callers = {n for n in closure - changed if called[n] & changed}
-      if not callers:
-        break
-      changed |= callers
+    # Fresh names (the suffix is unique to this load: TF never makes such
+    # names, and two exports may hold different functions under one name).
     suffix = f"_lazy{next(_LOADS)}"
-    names = {n: n + suffix if n in changed else n for n in closure}
-    for n in sorted(closure):
-      ctx.add_function_def(_renamed(library[n], names) if n in changed else library[n])
+    names = {n: n + suffix for n in reached(concrete, library, called)}
+    for n in sorted(names):
+      context.context().add_function_def(_renamed(library[n], names))
     saved = graph.objects.concrete_functions[concrete]
     captured = [self._capture(i) for i in saved.bound_inputs]
     signature = library[concrete].signature
