@@ -53,7 +53,7 @@ def main():
   parser.add_argument("--models", default="digits,text,text_bytes")
   parser.add_argument("--repeats", type=int, default=3)
   args = parser.parse_args()
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
   py = sys.executable
   imports = statistics.median(timed([py, "-c", "import tensorflow"], env)
                               for _ in range(args.repeats))

@@ -40,8 +40,9 @@ def load(path, max_batch=None):
 
   path: a codec SavedModel, an export root holding one in `codec/`
   (tf_ardm.cli.exports), or a trained model directory (<workdir>/model), from
-  which the codec is built in memory (calibrated on `calibration_data`, with
-  `max_batch`); an export brings its own. Streams decode with any build of
+  which the codec is built in memory (calibrated on
+  tf_ardm.coding.codec.calibration_data, with `max_batch`); an export brings
+  its own. Streams decode with any build of
   the same integer model: the export, or the same model directory.
   """
   if os.path.isfile(os.path.join(path, "codec", "saved_model.pb")):
@@ -69,8 +70,8 @@ def load(path, max_batch=None):
                   f"export root) nor a trained model directory ({checkpoints.CONFIG})")
 
 
-# The functions that the Coder's compress and decompress call.
-CODER_FUNCTIONS = ("config", "codec_info", "encode", "decode")
+# The functions that a Coder calls (log_prob for exact_bits, with -v).
+CODER_FUNCTIONS = ("config", "codec_info", "encode", "decode", "code_length", "log_prob")
 
 
 def open_export(path):
@@ -179,7 +180,10 @@ class Coder:
     if isinstance(self.module, lazy_export.LazyExport):
       variant = network_variant(int(self.module.use_xla.numpy()),
                                 int(self.module.direct_conv.numpy()))
-      return self.module.function(name, case_branch=variant)
+      try:
+        return self.module.function(name, case_branch=variant)
+      except ValueError:  # No such switch in this export: all variants then.
+        return self.module.function(name)
     return getattr(self.module, name)
 
   def _code(self, name, n, budget, *args, names=None):
