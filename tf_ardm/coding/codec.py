@@ -60,12 +60,10 @@ well.
 import functools
 import hashlib
 import json
-import os
 
 import numpy as np
 import tensorflow as tf
 
-from tf_ardm import errors
 from tf_ardm.coding import coder
 from tf_ardm.coding import crc
 from tf_ardm.coding import range_coder as coding
@@ -74,7 +72,6 @@ from tf_ardm.data import datasets
 from tf_ardm.data import validation
 from tf_ardm.errors import UserError
 from tf_ardm.generation import masks
-from tf_ardm.models import checkpoints
 from tf_ardm.networks import fixed_point
 from tf_ardm.networks import integer
 from tf_ardm.serving import servable
