@@ -25,6 +25,7 @@ import tensorflow as tf
 from conftest import ConstantLogits, integer_logits, tiny_config
 from tf_ardm.models import checkpoints
 from tf_ardm.coding import codec as codec_lib
+from tf_ardm.coding import coder as coder_lib
 from tf_ardm.coding import range_coder as coding
 from tf_ardm.coding import container
 from tf_ardm.coding import crc
@@ -475,7 +476,7 @@ def test_the_coder_picks_xla_for_large_jobs_only(digits_coder, digits):
   it on; an explicit choice holds whatever the job."""
   assert digits_coder.xla is None
   # Digits: D = 64 positions; at budget 64, 64 datapoints are 2^18 position-calls.
-  assert codec_lib.AUTO_XLA_WORK == 64 * 64 * 64
+  assert coder_lib.AUTO_XLA_WORK == 64 * 64 * 64
   digits_coder.compress(digits[:1], 8)
   assert not digits_coder.module.use_xla.numpy()
   digits_coder.compress(digits[:64], 64)

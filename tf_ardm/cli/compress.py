@@ -22,7 +22,7 @@ import numpy as np
 
 from tf_ardm.cli import app
 from tf_ardm.cli import flags
-from tf_ardm.coding import codec
+from tf_ardm.coding import coder as coder_lib
 from tf_ardm.coding import container
 from tf_ardm.errors import UserError
 
@@ -55,7 +55,7 @@ def main(argv):
   app.configure_codec_process()
   jobs = container.plan(in_path, out_path, lambda rel: rel + ".ardm",
                         overwrite=FLAGS.overwrite)
-  coder = codec.load(flags.model_path())
+  coder = coder_lib.load(flags.model_path())
   budget = coder.check_budget(FLAGS.budget or min(coder.num_steps, 100))
   inputs = [container.read(src, coder.config, FLAGS.normalize) for src, _ in jobs]
   streams = compress_all(coder, [x for x, _ in inputs], budget)

@@ -18,7 +18,7 @@ import numpy as np
 
 from tf_ardm.cli import app
 from tf_ardm.cli import flags
-from tf_ardm.coding import codec
+from tf_ardm.coding import coder as coder_lib
 from tf_ardm.coding import container
 from tf_ardm.coding import stream
 from tf_ardm.errors import UserError
@@ -72,7 +72,7 @@ def main(argv):
   for src, _ in jobs:
     with open(src, "rb") as f:
       files.append((src, *container.unpack(f.read(), src)))
-  coder = codec.load(flags.model_path())
+  coder = coder_lib.load(flags.model_path())
   data, headers = decompress_all(coder, files)
   outputs = {rel: container.rebuild(x, original, coder.config, src)
              for (src, rel), (_, original, _, _), x in zip(jobs, files, data)}

@@ -53,19 +53,18 @@ code length -log2 p(x | sigma, policies) (`Coder.exact_bits`). The fingerprint
 (SHA-256 of the config, orders, policy tables, coding settings and the
 integer network's arrays) ties streams to one integer model.
 
-`Coder` is the numpy-facing API over a Codec or its loaded export (errors
-become `UserError`); `export` writes the codec SavedModel, `load` opens an
-export or a trained model directory.
+`export` writes the codec SavedModel. `tf_ardm.coding.coder` holds the
+numpy-facing API over a Codec or its export (`Coder`, `load`), named here as
+well.
 """
 import functools
 import hashlib
 import json
-import os
 
 import numpy as np
 import tensorflow as tf
 
-from tf_ardm import errors
+from tf_ardm.coding import coder
 from tf_ardm.coding import crc
 from tf_ardm.coding import range_coder as coding
 from tf_ardm.coding import stream
@@ -73,7 +72,6 @@ from tf_ardm.data import datasets
 from tf_ardm.data import validation
 from tf_ardm.errors import UserError
 from tf_ardm.generation import masks
-from tf_ardm.models import checkpoints
 from tf_ardm.networks import fixed_point
 from tf_ardm.networks import integer
 from tf_ardm.serving import servable
@@ -230,7 +228,8 @@ class Codec(servable.Servable):
     positions = self.order[stage, left:right]
     a = self.denoiser.num_choices
 
-    variant = 2 * tf.cast(self.use_xla, tf.int32) + tf.cast(self.direct_conv, tf.int32)
+    variant = coder.network_variant(tf.cast(self.use_xla, tf.int32),
+                                    tf.cast(self.direct_conv, tf.int32))
 
     def call(x_chunk):
       freqs = tf.switch_case(variant, [
@@ -430,185 +429,7 @@ def export(model, export_dir, calibration, max_batch=None):
   return servable.save(Codec(model, calibration, max_batch), export_dir)
 
 
-def load(path, max_batch=None):
-  """A `Coder` for a codec export or a trained model directory.
-
-  path: a codec SavedModel, an export root holding one in `codec/`
-  (tf_ardm.cli.exports), or a trained model directory (<workdir>/model), from
-  which the codec is built in memory (calibrated on `calibration_data`, with
-  `max_batch`); an export brings its own. Streams decode with any build of
-  the same integer model: the export, or the same model directory.
-  """
-  if os.path.isfile(os.path.join(path, "codec", "saved_model.pb")):
-    path = os.path.join(path, "codec")
-  if os.path.isfile(os.path.join(path, "saved_model.pb")):
-    module, config = servable.load(path)
-    if not hasattr(module, "decompress_solid"):
-      raise UserError(f"{path} is a SavedModel without the codec functions; pass "
-                      "a codec export (tf_ardm.coding.codec.export) or the trained model "
-                      "directory (<workdir>/model)")
-    if not hasattr(module, "code_length"):
-      raise UserError(f"{path} is a codec export of stream format 1 (float arithmetic); "
-                      f"this codec writes format {stream.VERSION}: export the model again "
-                      "(python -m tf_ardm.export), or read its streams with " +
-                      stream.FORMAT_1_READER)
-    return Coder(module, config)
-  if checkpoints.is_model_dir(path):
-    model = checkpoints.restore(path)
-    return Coder(Codec(model, calibration_data(model.config), max_batch), model.config)
-  raise UserError(f"{path} is neither a codec export (saved_model.pb, or codec/ of an "
-                  f"export root) nor a trained model directory ({checkpoints.CONFIG})")
-
-
-# Jobs of at least this many position-calls run the integer network under
-# XLA when the Coder chooses (set_xla(None)). Measured on the 2-core CPU,
-# compilation costs a few seconds more than plain TF's first call and XLA
-# then saves 2-10 us per position-call (digits, text, photos): it pays off
-# from roughly 0.1-1 M position-calls on.
-AUTO_XLA_WORK = 2**18
-
-
-class Coder:
-  """Numpy data and bytes over a Codec or its loaded export.
-
-  Data are integer arrays [N, *shape] with values in [0, K); a budget is the
-  network calls per datapoint and stage, in [1, D]. Streams are in the full
-  framing of tf_ardm.coding.stream, or with `lean=True` in the lean one
-  (the caller then knows the model: `fingerprint`). Invalid input and
-  invalid streams raise UserError, before any network call for input.
-  `calls` counts the network calls made (batches of at most max_batch
-  datapoints, times budget, times the number of stages S).
-  """
-
-  def __init__(self, module, config):
-    self.module, self.config = module, config
-    self.shape, self.num_steps = tuple(config.shape), config.num_steps
-    self.num_stages = config.num_stages
-    info = module.codec_info()
-    self.fingerprint = info["fingerprint"].numpy()
-    self.arithmetic = int(info["arithmetic"])
-    if self.arithmetic != stream.ARITHMETIC:
-      raise UserError(f"the codec export computes arithmetic {self.arithmetic}, this "
-                      f"tf_ardm arithmetic {stream.ARITHMETIC}: export the model again "
-                      "(python -m tf_ardm.export), or use "
-                      f"{stream.RETIRED.get(self.arithmetic, 'the release that made it')}")
-    self.max_batch = int(info["max_batch"])
-    self.max_solid = int(info["max_solid"])
-    self.calls = 0  # Network calls made by compress* and decompress*.
-    self.xla = None  # Auto: set_xla.
-    # Conv kernels are exact on CPU; GPU libraries may use Winograd or FFT.
-    self.set_direct_conv(not tf.config.list_logical_devices("GPU"))
-
-  def check_data(self, x):
-    """x as int32 [N, *shape]; UserError for a wrong shape, type or range."""
-    return validation.check_datapoints(x, self.shape, self.config.num_classes)
-
-  def check_budget(self, budget):
-    """budget as int; UserError unless 1 <= budget <= D."""
-    if not 1 <= int(budget) <= self.num_steps:
-      raise UserError(f"the budget must lie in [1, D = {self.num_steps}], got {budget}")
-    return int(budget)
-
-  def set_xla(self, enabled):
-    """Runs the integer network under XLA (True), as plain TF ops (False), or
-    (None, the default) under XLA for jobs of at least AUTO_XLA_WORK
-    position-calls (datapoints x positions x network calls), where its
-    faster calls repay its compilation (seconds), and plain TF below.
-
-    Every choice gives the same frequencies to the bit; this only changes speed.
-    """
-    self.xla = None if enabled is None else bool(enabled)
-    if self.xla is not None:
-      self.module.use_xla.assign(self.xla)
-
-  def set_direct_conv(self, enabled):
-    """Runs the integer network's 3x3 convolutions as conv kernels (the
-    default without a GPU) or as im2col matmuls (with one).
-
-    Both give the same frequencies to the bit on CPU; im2col is the form
-    that is exact on every device (fixed_point.conv3x3).
-    """
-    self.module.direct_conv.assign(bool(enabled))
-
-  def _run(self, fn, *args, names=None):
-    try:
-      return fn(*args)
-    except tf.errors.InvalidArgumentError as e:
-      raise errors.from_tf_error(e, names) from None
-
-  def _code(self, fn, n, budget, *args, names=None):
-    """Runs a coding function on n datapoints, counting its network calls."""
-    if self.xla is None:
-      work = n * int(np.prod(self.shape)) * self.num_stages * budget
-      if bool(self.module.use_xla.numpy()) != (work >= AUTO_XLA_WORK):
-        self.module.use_xla.assign(work >= AUTO_XLA_WORK)
-    out = self._run(fn, *args, names=names).numpy()
-    self.calls += self.num_stages * budget * -(-n // self.max_batch)
-    return out
-
-  def parts(self, n):
-    """Slices of n datapoints, one per call or solid stream: at most
-    max_solid datapoints each."""
-    return [slice(i, i + self.max_solid) for i in range(0, n, self.max_solid)]
-
-  def compress(self, x, budget, lean=False):
-    """One solid stream (bytes) for x [N, *shape], N <= max_solid."""
-    x, budget = self.check_data(x), self.check_budget(budget)
-    if len(x) > self.max_solid:
-      raise UserError(f"a solid stream holds at most {self.max_solid} datapoints, "
-                      f"got {len(x)}")
-    return self._code(self.module.encode, len(x), budget, x, budget, True, lean)[0]
-
-  def decompress(self, data, lean=False):
-    """The data int32 [N, *shape] of one solid (or single) stream."""
-    header = stream.read_header(data, self.fingerprint, lean)
-    return self._code(self.module.decode, header.count, header.budget,
-                      tf.constant([data], tf.string), True, lean, names=[None])
-
-  def compress_each(self, x, budget, lean=False):
-    """One stream (bytes) per datapoint of x [N, *shape]."""
-    x, budget = self.check_data(x), self.check_budget(budget)
-    out = []
-    for part in self.parts(len(x)):
-      out += list(self._code(self.module.encode, len(x[part]), budget, x[part], budget,
-                             False, lean))
-    return out
-
-  def decompress_each(self, streams, names=None, lean=False):
-    """x int32 [N, *shape] from single-datapoint streams (any budgets).
-
-    names[i] names stream i in error messages (default 'stream i').
-    """
-    names = names or [f"stream {i}" for i in range(len(streams))]
-    x = np.zeros([len(streams), *self.shape], np.int32)
-    groups = {}
-    for i, data in enumerate(streams):
-      try:
-        header = stream.read_header(data, self.fingerprint, lean)
-      except UserError as e:
-        raise UserError(f"{names[i]}: {e}") from None
-      groups.setdefault(header.budget, []).append(i)
-    for budget, ids in groups.items():
-      for part in self.parts(len(ids)):
-        batch = ids[part]
-        x[batch] = self._code(self.module.decode, len(batch), budget,
-                              tf.constant([streams[i] for i in batch], tf.string), False,
-                              lean, names=[names[i] for i in batch])
-    return x
-
-  def exact_bits(self, x, budget):
-    """The float model's exact code length in bits, float64 [N], for the same
-    orders and policies: -log2 p(x | sigma, policy(budget)), summed over the
-    stages of an Upscale model (the servable's log_prob times D)."""
-    x, budget = self.check_data(x), self.check_budget(budget)
-    bits = [self._run(self.module.log_prob, x[part], budget)["bits_per_dim"].numpy()
-            for part in self.parts(len(x))]
-    return np.concatenate(bits or [np.zeros([0])]).astype(np.float64) * self.num_steps
-
-  def integer_bits(self, x, budget):
-    """The integer model's code length in bits, float64 [N]: what the
-    streams' payloads approach (Codec.code_length)."""
-    x, budget = self.check_data(x), self.check_budget(budget)
-    bits = [self._run(self.module.code_length, x[part], budget).numpy()
-            for part in self.parts(len(x))]
-    return np.concatenate(bits or [np.zeros([0])]).astype(np.float64)
+# The numpy-facing API, in its own module so that the codec commands don't
+# import the model-building code (Keras, TFP) that this module needs.
+Coder = coder.Coder
+load = coder.load
