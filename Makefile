@@ -8,6 +8,9 @@
 # Targets: demo, test (the full suite, as CI runs it), test-fast (the fast
 # tier, -m "not slow"), install, check (pip check), clean (this stack's venv).
 # PYTEST_ARGS=... adds pytest arguments, e.g. PYTEST_ARGS=tests/coding.
+# JOBS=N runs the tests in N worker processes (pytest-xdist, one test file per
+# worker at a time, so module fixtures are built once); JOBS=0 runs them in
+# this process.
 STACK ?= tf217
 ifeq ($(STACK),tf217)
 VENV := .venv
@@ -26,6 +29,8 @@ PYTHON ?= $(shell for p in python$(PYTHON_VERSION) \
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= tests
+JOBS ?= 2
+XDIST := -n $(JOBS) --dist loadfile
 
 .PHONY: demo test test-fast install check clean
 
@@ -54,10 +59,10 @@ demo: $(STAMP)
 	$(PY) -m tf_ardm.cli.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) -m "not slow" --durations=15 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

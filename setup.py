@@ -41,5 +41,5 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["tf_ardm", "tf_ardm.*"]),
     python_requires=">=3.9,<3.13",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout", "pytest-xdist"]},
 )

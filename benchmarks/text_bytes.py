@@ -219,27 +219,37 @@ def main():
                         f"{sum(sizes_ardm) / results['brotli']:.3f} (bar <= {BROTLI_BAR}), "
                         f"ARDM / zstd+dictionary = {sum(sizes_ardm) / results['zstd_dict']:.3f} "
                         f"(bar <= 1): {'meets' if ok else 'misses'} the bar")
-    files, total = {}, 0
-    for name, data in sorted(docs.items()):  # In name order, within --file_bytes.
-      if len(files) < args.files and total + len(data) <= args.file_bytes:
-        files[name], total = data, total + len(data)
-    raw = sum(map(len, files.values()))
-    start = time.perf_counter()
-    ardm = sum(ardm_file(coder, data, budget) for data in files.values())
-    rows = [("ARDM (.ardm file)", ardm, time.perf_counter() - start, None)]
-    for codec in CLASSIC:
-      if baselines.codec_available(codec):
-        rows.append((codec + (f" {ZSTD_LEVEL}" if codec == "zstd" else ""),
-                     sum(len(baselines.compress(d, codec, zstd_level=ZSTD_LEVEL))
-                         for d in files.values()), None, None))
-    largest = dictionaries.get(max(sizes))
-    if largest is not None:
-      encode, _ = baselines.zstd_dictionary_coder(largest, ZSTD_LEVEL)
-      rows.append((f"zstd {ZSTD_LEVEL} + dictionary ({max(sizes)} B)",
-                   sum(len(encode(d)) for d in files.values()), None, None))
-    print_table(f"\n  whole files: {len(files)} documents, {raw} bytes, each one file "
-                "(ARDM time: encode and decode together)", rows, raw, ardm)
+    if args.files:
+      whole_files(coder, docs, args, budget, dictionaries.get(max(sizes)))
   print("\n" + "\n".join(verdicts))
+
+
+def whole_files(coder, docs, args, budget, dictionary):
+  """Prints the whole-file table of one source: its first --files documents in
+  name order that fit in --file_bytes. dictionary: the zstd dictionary of the
+  largest record size, or None."""
+  files, total = {}, 0
+  for name, data in sorted(docs.items()):
+    if len(files) < args.files and total + len(data) <= args.file_bytes:
+      files[name], total = data, total + len(data)
+  if not files:
+    print(f"\n  whole files: none fits in --file_bytes={args.file_bytes}")
+    return
+  start = time.perf_counter()
+  ardm = sum(ardm_file(coder, data, budget) for data in files.values())
+  rows = [("ARDM (.ardm file)", ardm, time.perf_counter() - start, None)]
+  for codec in CLASSIC:
+    if baselines.codec_available(codec):
+      rows.append((codec + (f" {ZSTD_LEVEL}" if codec == "zstd" else ""),
+                   sum(len(baselines.compress(d, codec, zstd_level=ZSTD_LEVEL))
+                       for d in files.values()), None, None))
+  if dictionary is not None:
+    encode, _ = baselines.zstd_dictionary_coder(dictionary, ZSTD_LEVEL)
+    size = max(int(s) for s in args.sizes.split(","))
+    rows.append((f"zstd {ZSTD_LEVEL} + dictionary ({size} B)",
+                 sum(len(encode(d)) for d in files.values()), None, None))
+  print_table(f"\n  whole files: {len(files)} documents, {total} bytes, each one file "
+              "(ARDM time: encode and decode together)", rows, total, ardm)
 
 
 if __name__ == "__main__":
