@@ -1,6 +1,7 @@
 """LazyExport runs a SavedModel's functions like tf.saved_model.load's, to the
 bit; the codec falls back to tf.saved_model.load where it can't; the codec
 commands import no model-building code."""
+import logging
 import os
 import subprocess
 import sys
@@ -116,9 +117,11 @@ def test_shipped_digits_codec_is_lazy_and_codes_as_saved_model_load():
 
 
 @pytest.mark.slow  # About 30 s: tf.saved_model.load.
-def test_coder_falls_back_to_saved_model_load(monkeypatch):
+def test_coder_falls_back_to_saved_model_load(monkeypatch, caplog):
   monkeypatch.setattr(lazy_export.LazyExport, "unsupported", lambda self, names: "a reason")
-  coder = coder_lib.load(DIGITS)
+  with caplog.at_level(logging.INFO, logger="absl"):  # What -v shows.
+    coder = coder_lib.load(DIGITS)
+  assert "with tf.saved_model.load, not lazily (a reason)" in caplog.text
   assert not isinstance(coder.module, lazy_export.LazyExport)
   x = datasets.split(coder.config, "test", limit=1)
   monkeypatch.undo()

@@ -16,6 +16,7 @@ build a codec from a trained model directory.
 """
 import os
 
+from absl import logging
 from google.protobuf.message import DecodeError
 import numpy as np
 import tensorflow as tf
@@ -85,10 +86,13 @@ def open_export(path):
   """
   try:
     module = lazy_export.LazyExport(path)
-    if module.unsupported(CODER_FUNCTIONS) is None:
+    missing = module.unsupported(CODER_FUNCTIONS)
+    if missing is None:
       return module, ModelConfig.from_json(module.config().numpy().decode())
-  except (OSError, ValueError, DecodeError, tf.errors.OpError):
-    pass
+    why = missing
+  except (OSError, ValueError, DecodeError, tf.errors.OpError) as e:
+    why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+  logging.info("loading %s with tf.saved_model.load, not lazily (%s)", path, why)
   from tf_ardm.serving import servable  # pylint: disable=import-outside-toplevel
   return servable.load(path)
 
