@@ -678,10 +678,11 @@ def test_evaluate_scores_any_network_as_absorbing_diffusion(tmp_path):
 def test_a_byte_model_round_trips_any_file(tmp_path):
   """A byte model (K = 257: bytes and PAD) compresses any file exactly through the command
   line: empty, 1 byte, every byte value, invalid UTF-8, a PNG (coded as
-  bytes, not as an image) and several megabytes; a directory of small files
-  gives one stream per file. A text8 model refuses bytes it can't
-  represent, another model or a damaged file is refused, and nothing is
-  written."""
+  bytes, not as an image), text and 200 kB of it; a directory of small
+  files gives one stream per file, or the file stored as it is where the
+  streams would be larger (here: the binary files, under a model that
+  expects printable ASCII). A text8 model refuses bytes it can't represent,
+  another model or a damaged file is refused, and nothing is written."""
   from tf_ardm import models  # pylint: disable=g-import-not-at-top
   from tf_ardm import seeding  # pylint: disable=g-import-not-at-top
   from tf_ardm.coding import container  # pylint: disable=g-import-not-at-top
@@ -690,6 +691,12 @@ def test_a_byte_model_round_trips_any_file(tmp_path):
   config = dataclasses.replace(tiny_config("text", shape=(64, 1), num_classes=257),
                                dataset="text_bytes")
   model = models.build(config)
+  # Logits +5 for printable ASCII and newline: about 6.6 bits for each of those, 14 for
+  # any other byte (the network's own logits are small).
+  bias = np.zeros(model.ema_network.logits.bias.shape, np.float32)
+  bias[[10, *range(32, 127)]] = 5.0
+  for network in (model.network, model.ema_network):
+    network.logits.bias.assign(bias)
   model.heldout_loss_components = np.linspace(8.0, 0.1, 64, dtype=np.float32) / 64
   model_dir = str(tmp_path / "bytes_model")
   checkpoints.save(model, model_dir)
@@ -707,10 +714,13 @@ def test_a_byte_model_round_trips_any_file(tmp_path):
   (files / "bad_utf8.txt").write_bytes("Grüße, Ω\n".encode("utf-8") + b"\xc3\x28\xa0\xa1 end")
   Image.fromarray(rng.integers(0, 256, [5, 7, 3]).astype(np.uint8), "RGB").save(
       files / "image.png")
+  (files / "random.bin").write_bytes(rng.bytes(5000))
+  prose = (b"A paragraph of plain text, with 2 digits and a newline.\n" * 60)[:3001]
   (files / "sub").mkdir()
   (files / "sub" / "x.npy").write_bytes(b"not really an npy file")
-  big = tmp_path / "big.bin"  # 2 MB: text and random bytes, not a multiple of 64.
-  big.write_bytes((b"The quick brown fox. " * 50000) + rng.bytes(1_000_003))
+  (files / "sub" / "prose.txt").write_bytes(prose)
+  big = tmp_path / "big.txt"  # 200 kB of text, not a multiple of 64.
+  big.write_bytes((b"The quick brown fox jumps over the lazy dog.\n" * 4600)[:200_003])
   originals = {p.relative_to(files): p.read_bytes() for p in files.rglob("*") if p.is_file()}
   before = _snapshot(files)
   results = forked_cli.run_many([
@@ -726,27 +736,44 @@ def test_a_byte_model_round_trips_any_file(tmp_path):
                       str(tmp_path / "wrong")])], timeout=1800)
   for result in results[:4]:
     assert result[0] == 0, result[2][-3000:]
+  stored = set()
   for rel, data in originals.items():
     assert (tmp_path / "back" / rel).read_bytes() == data, rel
     packed = (tmp_path / "z" / f"{rel}.ardm").read_bytes()
     original, _, streams = container.unpack(packed, str(rel))
-    assert original.kind == container.BYTES and original.shape == (len(data),)
-    assert len(streams) == (1 if data else 0)  # One stream per file.
+    assert original.shape == (len(data),)
+    if original.kind == container.STORED:
+      stored.add(str(rel))
+      assert len(packed) <= len(data) + 18 and not streams  # Header, CRC, the bytes.
+    else:
+      assert original.kind == container.BYTES and len(streams) == (1 if data else 0), rel
+  # Binary files are stored; the prose is coded, smaller than itself.
+  assert {"one", "all_bytes.bin", "image.png", "random.bin"} <= stored
+  assert "sub/prose.txt" not in stored and "empty" not in stored
+  assert len((tmp_path / "z" / "sub" / "prose.txt.ardm").read_bytes()) < 0.9 * len(prose)
   assert (tmp_path / "big_back.bin").read_bytes() == big.read_bytes()
+  assert os.path.getsize(tmp_path / "big.ardm") < 0.9 * big.stat().st_size
+  assert "stored as it is" in results[1][1]
   assert "bits/dim" in results[1][1]
   assert one_line_error(results[4], "outside the text8 alphabet"), results[4][2]
   assert one_line_error(results[5], "model fingerprint mismatch"), results[5][2]
   assert not (tmp_path / "t8.ardm").exists() and not (tmp_path / "wrong").exists()
-  # A truncated or corrupted byte file is refused, and nothing is written.
-  packed = (tmp_path / "z" / "all_bytes.bin.ardm").read_bytes()
+  # A truncated or corrupted byte file, coded or stored, is refused, and nothing is written.
+  packed = (tmp_path / "z" / "sub" / "prose.txt.ardm").read_bytes()
   (tmp_path / "cut.ardm").write_bytes(packed[:-5])
   flipped = bytearray(packed)
   flipped[-10] ^= 0x40
   (tmp_path / "flip.ardm").write_bytes(bytes(flipped))
+  packed = (tmp_path / "z" / "random.bin.ardm").read_bytes()
+  (tmp_path / "cut_stored.ardm").write_bytes(packed[:-1])
+  flipped = bytearray(packed)
+  flipped[-10] ^= 0x40
+  (tmp_path / "flip_stored.ardm").write_bytes(bytes(flipped))
   damaged = forked_cli.run_many([
       ("decompress", [f"--model={model_dir}", str(tmp_path / name), str(tmp_path / f"{name}.out")])
-      for name in ("cut.ardm", "flip.ardm")])
+      for name in ("cut.ardm", "flip.ardm", "cut_stored.ardm", "flip_stored.ardm")])
   for result in damaged:
     assert result[0] == 2 and len(result[2].strip().splitlines()) == 1, result[2][-2000:]
+  assert "truncated" in damaged[2][2] and "fail their CRC" in damaged[3][2]
   assert not list(tmp_path.glob("*.ardm.out"))
   assert _snapshot(files) == before

@@ -1,4 +1,6 @@
 """The version-2 .ardm container: model identity once, then lean streams."""
+import zlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -115,3 +117,33 @@ def test_check_model():
   with pytest.raises(UserError) as info:
     container.check_model(FP, b"\0\0\0\0", "f.ardm")
   assert str(info.value) == f"f.ardm: {stream.FOREIGN}"
+
+
+def test_a_byte_file_is_stored_when_its_streams_would_make_it_larger():
+  raw = bytes(range(256)) + b"\xff" * 5
+  original = container.Original(container.BYTES, (len(raw),), raw=raw)
+  small = _lean(9, [b"\x01" * 10])
+  coded = container.pack(original, small, FP)
+  assert not container.is_stored(coded) and coded[5] == container.BYTES
+  assert container.unpack(coded, "f.ardm")[0] == container.Original(container.BYTES, (261,))
+  large = _lean(9, [b"\x01" * 300])  # The streams would outgrow the 261 bytes.
+  data = container.pack(original, large, FP)
+  assert container.is_stored(data)
+  header = b"ARDM" + bytes([2, container.STORED]) + varint.encode(1) + varint.encode(261)
+  crc = zlib.crc32(raw).to_bytes(4, "big")
+  assert data == header + bytes([stream.ARITHMETIC]) + FP + crc + raw  # 18 bytes + the bytes.
+  back, fingerprint, streams = container.unpack(data, "f.ardm")
+  assert (back.kind, back.shape, back.raw, fingerprint, streams) == (
+      container.STORED, (261,), raw, FP, [])
+  assert container.rebuild(np.zeros([0, 64, 1], np.int32), back, None) == raw
+  container.check_count(back, None, 0, "f.ardm")
+  with pytest.raises(UserError, match="corrupt"):
+    container.check_count(back, None, 1, "f.ardm")
+  for cut in range(len(data)):
+    message = _error(data[:cut])
+    assert "truncated" in message or "bad magic" in message, (cut, message)
+  assert _error(data + b"\0") == "f.ardm: corrupt .ardm file (1 bytes after the last stream)"
+  for i in range(len(header) + 5, len(data)):  # A flipped bit in the CRC or the bytes.
+    bad = bytearray(data)
+    bad[i] ^= 0x10
+    assert _error(bytes(bad)) == "f.ardm: corrupt .ardm file (the stored bytes fail their CRC)"

@@ -66,7 +66,8 @@ def main(argv):
     for (src, rel), (x, original), s in zip(jobs, inputs, streams):
       exact = coder.exact_bits(x, budget).sum()
       print(container.describe(src, int(np.prod(original.shape)), len(outputs[rel]),
-                               sum(map(len, s)), exact, budget, coder.num_stages))
+                               sum(map(len, s)), exact, budget, coder.num_stages,
+                               stored=container.is_stored(outputs[rel])))
     print(f"total: {len(jobs)} file(s), {sum(map(len, outputs.values()))} bytes, "
           f"{coder.calls} network calls (budget {budget}, batches of up to "
           f"{coder.max_batch})")

@@ -15,13 +15,16 @@ An input file becomes datapoints of the model's shape:
     name or content, as its raw bytes, cut into chunks of the model's
     length, the last filled with the PAD class after the data
     (byte_text.pad_chunks); the true length is recorded. An empty file has
-    no datapoints and no streams.
+    no datapoints and no streams. Where the coded file would be larger
+    than the bytes themselves (random or already compressed data), the file
+    is stored instead (kind 5): the same header, then the bytes as they are,
+    so no file grows by more than the header and a CRC (about 18 bytes).
   * any other model: an NPY [N, *shape] holds N datapoints as they are.
 
 File layout, version 2 (integers are LEB128 varints):
   4      magic b"ARDM"
   1      container version (2)
-  1      kind: 1 PNG, 2 NPY, 3 text, 4 bytes
+  1      kind: 1 PNG, 2 NPY, 3 text, 4 bytes, 5 stored bytes
   ...    rank, then the original dims (PNG [H, W, C], NPY its shape, text
          and bytes [L])
   ...    NPY: its dtype (numpy dtype.str, length-prefixed); text: 1 if a
@@ -30,7 +33,10 @@ File layout, version 2 (integers are LEB128 varints):
   4      the model fingerprint of the streams (tf_ardm.coding.codec.fingerprint)
   ...    number of streams, then each stream's length and the stream, in the
          lean framing of tf_ardm.coding.stream (the model is identified once,
-         above)
+         above); stored bytes: instead, the CRC-32 (zlib's, 4 bytes, big
+         endian) of the [L] bytes, then the bytes themselves, to the end
+         of the file (the model still names the file, so that a file is
+         decoded with the model that wrote it and no other)
 `unpack` checks the arithmetic id; whether the fingerprint is the model's
 is for the caller to check, with `check_model`. Version-1 files (full
 streams of the float arithmetic) are refused with a one-line pointer to the
@@ -41,6 +47,7 @@ import io
 import math
 import os
 import re
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -57,7 +64,7 @@ from tf_ardm.errors import UserError, check_writable
 
 MAGIC = b"ARDM"
 VERSION = 2
-PNG, NPY, TEXT, BYTES = 1, 2, 3, 4
+PNG, NPY, TEXT, BYTES, STORED = 1, 2, 3, 4, 5
 _MAX_VARINT = 10  # Bytes of a varint up to 2^70.
 _DTYPE = re.compile(r"\|b1|[|<>][iu][1248]")  # NPY dtypes a container may name.
 _SPACE = int(text_lib.encode(" ")[0])  # Pads the last text chunk.
@@ -68,15 +75,18 @@ class Original:
   """What decompression needs to rebuild the input file.
 
   Attributes:
-    kind: PNG, NPY, TEXT or BYTES.
+    kind: PNG, NPY, TEXT, BYTES or STORED.
     shape: original dims (PNG [H, W, C], NPY its shape, text and bytes [L]).
     dtype: NPY dtype string ('' otherwise).
     newline: text ended with a newline.
+    raw: BYTES and STORED: the file's bytes (b'' otherwise; BYTES files
+      read back from a container have none: their streams hold them).
   """
   kind: int
   shape: tuple
   dtype: str = ""
   newline: bool = False
+  raw: bytes = dataclasses.field(default=b"", repr=False)
 
 
 # ------------------------------------------------------------ file -> data ---
@@ -128,7 +138,7 @@ def _read_bytes(path):
       raw = f.read()
   except OSError as e:
     raise UserError(f"{path}: cannot read: {e.strerror}") from None
-  return np.frombuffer(raw, np.uint8), Original(BYTES, (len(raw),))
+  return np.frombuffer(raw, np.uint8), Original(BYTES, (len(raw),), raw=raw)
 
 
 def _chunk(ids, length):
@@ -184,6 +194,8 @@ def rebuild(datapoints, original, config, path="the file"):
   """The output file's bytes from decoded datapoints [N, *shape] (path: the
   .ardm file, for errors)."""
   shape = tuple(original.shape)
+  if original.kind == STORED:
+    return original.raw
   if original.kind == BYTES:
     values = datapoints.reshape(-1)[:shape[0]]
     if len(values) != shape[0] or values.max(initial=0) >= byte_text.PAD:
@@ -244,8 +256,30 @@ def pack(original, streams, fingerprint, arithmetic=stream.ARITHMETIC):
   """The container bytes for an Original and its lean ARDM streams (bytes each).
 
   fingerprint: the model's stream.FINGERPRINT_BYTES bytes; arithmetic: the
-  id (int in [0, 256)) of the arithmetic that made the streams.
+  id (int in [0, 256)) of the arithmetic that made the streams. A BYTES
+  original whose coded container would be larger than its stored one
+  (original.raw as it is) is packed stored.
   """
+  if original.kind == STORED:
+    return (_pack(original, [], fingerprint, arithmetic)
+            + zlib.crc32(original.raw).to_bytes(4, "big") + original.raw)
+  coded = _pack(original, streams, fingerprint, arithmetic)
+  if original.kind == BYTES and original.raw:
+    stored = pack(Original(STORED, original.shape, raw=original.raw), [], fingerprint,
+                  arithmetic)
+    if len(stored) < len(coded):
+      return stored
+  return coded
+
+
+def is_stored(data):
+  """Whether container bytes hold a stored file (kind STORED)."""
+  return data[:4] == MAGIC and data[5:6] == bytes([STORED])
+
+
+def _pack(original, streams, fingerprint, arithmetic):
+  """The container of `original` and its streams; for STORED, its header only
+  (up to the fingerprint: the CRC and the bytes follow it)."""
   if len(fingerprint) != stream.FINGERPRINT_BYTES or not 0 <= arithmetic < 256:
     raise ValueError(f"bad model identity: fingerprint {fingerprint!r}, arithmetic "
                      f"{arithmetic}")
@@ -255,7 +289,10 @@ def pack(original, streams, fingerprint, arithmetic=stream.ARITHMETIC):
     out += [varint.encode(len(original.dtype)), original.dtype.encode("ascii")]
   if original.kind == TEXT:
     out.append(bytes([int(original.newline)]))
-  out += [bytes([arithmetic]), bytes(fingerprint), varint.encode(len(streams))]
+  out += [bytes([arithmetic]), bytes(fingerprint)]
+  if original.kind == STORED:
+    return b"".join(out)
+  out.append(varint.encode(len(streams)))
   for data in streams:
     out += [varint.encode(len(data)), data]
   return b"".join(out)
@@ -280,10 +317,10 @@ def unpack(data, path):
   if version != VERSION:
     raise UserError(f"{path}: .ardm container version {version} is not supported "
                     f"(this tool reads version {VERSION})")
-  if kind not in (PNG, NPY, TEXT, BYTES):
+  if kind not in (PNG, NPY, TEXT, BYTES, STORED):
     raise UserError(f"{path}: corrupt .ardm file (unknown kind {kind})")
   rank = reader.integer()
-  if rank > 32 or (kind in (TEXT, BYTES) and rank != 1):
+  if rank > 32 or (kind in (TEXT, BYTES, STORED) and rank != 1):
     raise UserError(f"{path}: corrupt .ardm file (rank {rank})")
   original = Original(kind, tuple(reader.integer() for _ in range(rank)))
   if kind == NPY:
@@ -298,7 +335,14 @@ def unpack(data, path):
   if arithmetic != stream.ARITHMETIC:
     raise UserError(f"{path}: {stream.unknown_arithmetic(arithmetic)}")
   fingerprint = reader.take(stream.FINGERPRINT_BYTES)
-  streams = [reader.take(reader.integer()) for _ in range(reader.integer())]
+  if kind == STORED:
+    crc = int.from_bytes(reader.take(4), "big")
+    original.raw = reader.take(original.shape[0])
+    if zlib.crc32(original.raw) != crc:
+      raise UserError(f"{path}: corrupt .ardm file (the stored bytes fail their CRC)")
+    streams = []
+  else:
+    streams = [reader.take(reader.integer()) for _ in range(reader.integer())]
   if reader.pos != len(data):
     raise UserError(f"{path}: corrupt .ardm file ({len(data) - reader.pos} bytes "
                     "after the last stream)")
@@ -312,10 +356,13 @@ def check_model(fingerprint, expected, path):
 
 
 def check_count(original, config, count, path):
-  """UserError unless `count` datapoints fit the original's shape."""
+  """UserError unless `count` datapoints fit the original's shape (none for
+  stored bytes)."""
   shape = tuple(original.shape)
-  model = tuple(config.shape)
-  if len(shape) == len(model) + 1 and shape[1:] == model:
+  model = None if original.kind == STORED else tuple(config.shape)
+  if original.kind == STORED:
+    expected = 0
+  elif len(shape) == len(model) + 1 and shape[1:] == model:
     expected = shape[0]
   elif original.kind == TEXT or config.kind == "text":
     expected = -(-math.prod(shape) // model[0])  # Exact for any dims.
@@ -381,15 +428,21 @@ def commit(outputs, out_path):
         f.write(data)
 
 
-def describe(name, values, file_bytes, stream_bytes, exact_bits, budget, stages=1):
+def describe(name, values, file_bytes, stream_bytes, exact_bits, budget, stages=1,
+             stored=False):
   """The -v line of one file.
 
   values: original values; file_bytes: the .ardm size; stream_bytes: its
   ARDM streams; exact_bits: the model's exact code length of its datapoints
   under the same order and policy; budget: network calls per stage of an
-  S = `stages` stage model.
+  S = `stages` stage model; stored: the file holds its bytes as they are.
   """
   per_dim = 8.0 * file_bytes / max(values, 1)
+  if stored:  # exact_bits may be None: decompression does not compute it.
+    code = ("" if exact_bits is None else
+            f": the model's code, {exact_bits / max(values, 1):.4f} bits/dim, is no smaller")
+    return (f"{name}: {values} values, {file_bytes} bytes = {per_dim:.4f} bits/dim; "
+            f"stored as it is{code}")
   ratio = 8.0 * stream_bytes / exact_bits if exact_bits else float("nan")
   return (f"{name}: {values} values, {file_bytes} bytes = {per_dim:.4f} bits/dim; "
           f"model exact code length {exact_bits / max(values, 1):.4f} bits/dim "
