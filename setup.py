@@ -27,6 +27,9 @@ INSTALL_REQUIRES = [
     "scipy~=1.11.0",
     "absl-py",
     "scikit-learn>=1.3",
+    # The `photos` dataset's photographs (skimage.data's bundled files);
+    # 0.24.0 has wheels for Python 3.11 and 3.12 and runs on numpy 1.26.
+    "scikit-image==0.24.0",
     "pillow",
     "matplotlib>=3.7,<3.11",
     "brotli==1.2.1",
