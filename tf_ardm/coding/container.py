@@ -1,7 +1,8 @@
 """The .ardm files of `tf_ardm.compress` and `tf_ardm.decompress`.
 
 An input file becomes datapoints of the model's shape:
-  * image models: a PNG (mode L for 1-channel models, RGB for 3 channels;
+  * image models: a PNG (grayscale, 8 or 16 bits, for 1-channel models;
+    8-bit RGB for 3-channel models: no alpha, palette or 16-bit samples;
     pixel values are the data, so they must be < K: no rescaling), or an NPY
     [H, W] / [H, W, C] of integers in [0, K), of any size. It is tiled
     row-major into model-sized patches; the right and bottom edges are
