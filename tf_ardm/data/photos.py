@@ -15,8 +15,8 @@ The corpus (nothing is downloaded; every file is inside an installed wheel):
 Left out of scikit-image's data: the grey photographs (camera, coins, moon,
 page, text, grass, gravel, brick, cell, clock_motion, microaneurysms, and
 lfw_subset's 25 x 25 faces), because the dataset is RGB; the synthetic or
-drawn images (astronaut is a photograph, but logo, colorwheel, chessboard,
-horse, binary_blobs, shepp_logan_phantom, checkerboard are not); the
+drawn images (logo, colorwheel, chessboard, horse, binary_blobs,
+shepp_logan_phantom, checkerboard); the
 palette GIF no_time_for_that_tiny.gif (256 colours, quantised, and an
 animation) and multipage.tif (synthetic); and every data set that
 `skimage.data` fetches over the network with pooch (kidney, lily, cells3d,
