@@ -27,7 +27,14 @@ INSTALL_REQUIRES = [
     "scipy~=1.11.0",
     "absl-py",
     "scikit-learn>=1.3",
+    # The `photos` dataset's photographs (skimage.data's bundled files);
+    # 0.24.0 has wheels for Python 3.11 and 3.12 and runs on numpy 1.26.
+    "scikit-image==0.24.0",
     "pillow",
+    # The lossless image codecs the baselines compare with, in-process
+    # (WebP, JPEG-XL, JPEG-LS, JPEG 2000, QOI): 2024.9.22 has wheels for
+    # Python 3.11 and 3.12 and runs on numpy 1.26.
+    "imagecodecs==2024.9.22",
     "matplotlib>=3.7,<3.11",
     "brotli==1.2.1",
     "zstandard==0.25.0",

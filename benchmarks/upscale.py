@@ -8,8 +8,9 @@ and batch; XLA compilation excluded), so that all see the same CPU load,
 then scores the 16x16 test patches with each model's EMA weights:
 the ELBO (bits/dim, ± s.e. over --passes passes) at full budget (D calls per
 stage) and with the DP policy at each of --budgets calls per stage. The same
-test patches are then coded with PNG, WebP and JPEG-XL (when `cjxl` is
-installed), per patch and tiled into one image, and with the general-purpose
+test patches are then coded with the lossless image codecs of
+tf_ardm.evaluation.baselines (PNG, WebP, JPEG-XL, JPEG-LS, JPEG 2000, QOI),
+per patch and tiled into one image, and with the general-purpose
 compressors; their ratio is to the best model's full-budget ELBO.
 """
 import os

@@ -1,6 +1,8 @@
 """The version-2 .ardm container: model identity once, then lean streams."""
+import types
 import zlib
 
+import imagecodecs
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,6 +10,7 @@ import tensorflow as tf
 from tf_ardm.coding import container
 from tf_ardm.coding import stream
 from tf_ardm.coding import varint
+from tf_ardm.config import ModelConfig
 from tf_ardm.errors import UserError
 
 FP = b"\x9a\x00\x10\xff"
@@ -147,3 +150,74 @@ def test_a_byte_file_is_stored_when_its_streams_would_make_it_larger():
     bad = bytearray(data)
     bad[i] ^= 0x10
     assert _error(bytes(bad)) == "f.ardm: corrupt .ardm file (the stored bytes fail their CRC)"
+
+
+# ------------------------------------------------------- reading image files ---
+
+
+def _image_config(channels, num_classes=256):
+  return ModelConfig("photos", "image", [4, 4, channels], num_classes, "unet", {})
+
+
+def _write_png(path, array):
+  path.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(array)))
+  return str(path)
+
+
+RGB8 = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
+
+
+def test_an_8_bit_rgb_png_is_read_as_is(tmp_path):
+  x, original = container.read(_write_png(tmp_path / "rgb.png", RGB8), _image_config(3))
+  assert original == container.Original(container.PNG, (5, 7, 3))
+  assert x.shape == (4, 4, 4, 3)  # 5 x 7 in 4 x 4 patches, edges padded.
+  np.testing.assert_array_equal(x[0], RGB8[:4, :4])
+
+
+@pytest.mark.parametrize("name,array,got", [
+    ("grey.png", RGB8[..., 0], "an 8-bit grayscale PNG"),
+    ("rgba.png", np.concatenate([RGB8, RGB8[..., :1]], -1), "an 8-bit RGBA PNG"),
+    ("rgb16.png", RGB8.astype(np.uint16) * 257, "a 16-bit RGB PNG"),
+    ("grey16.png", RGB8[..., 0].astype(np.uint16) * 257, "a 16-bit grayscale PNG"),
+])
+def test_an_rgb_model_refuses_other_pngs_in_one_line(tmp_path, name, array, got):
+  """Pillow reads a 16-bit RGB PNG as 8-bit RGB: it must not be coded (lossily)."""
+  path = _write_png(tmp_path / name, array)
+  with pytest.raises(UserError) as raised:
+    container.read(path, _image_config(3))
+  message = str(raised.value)
+  assert message == (f"{path}: {got}; this model codes 8-bit RGB images: an 8-bit RGB PNG "
+                     "(no alpha, no palette, not grayscale), or an NPY array")
+  assert "\n" not in message
+
+
+def test_a_grey_model_says_what_it_accepts(tmp_path):
+  path = _write_png(tmp_path / "rgb.png", RGB8)
+  with pytest.raises(UserError, match=r"an 8-bit RGB PNG; this model codes 1-channel "
+                                      r"images: a grayscale PNG \(8 or 16 bits\)"):
+    container.read(path, _image_config(1, 17))
+  x, _ = container.read(_write_png(tmp_path / "g.png", RGB8[..., 0] % 17), _image_config(1, 17))
+  assert x.shape == (4, 4, 4, 1)
+
+
+def test_compress_writes_nothing_for_a_refused_png(tmp_path, monkeypatch):
+  """The compress command reads every input before it writes anything."""
+  from tf_ardm.cli import compress  # pylint: disable=g-import-not-at-top
+
+  class FakeCoder:
+    config = _image_config(3)
+    num_steps = 8
+
+    def check_budget(self, budget):
+      return budget
+
+  monkeypatch.setattr(compress.coder_lib, "load", lambda path: FakeCoder())
+  monkeypatch.setattr(compress.flags, "model_path", lambda: "model")
+  monkeypatch.setattr(compress.app, "configure_codec_process", lambda: None)
+  monkeypatch.setattr(compress, "FLAGS", types.SimpleNamespace(
+      overwrite=False, budget=None, normalize=False, verbose=False))
+  src = _write_png(tmp_path / "rgba.png", np.zeros([4, 4, 4], np.uint8))
+  out = tmp_path / "out.ardm"
+  with pytest.raises(UserError, match="8-bit RGBA PNG; this model codes 8-bit RGB"):
+    compress.main(["compress", src, str(out)])
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["rgba.png"]

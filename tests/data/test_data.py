@@ -158,27 +158,110 @@ def test_text8_and_cifar_npz_load_from_disk(tmp_path):
     datasets.load("cifar10", str(bad))
 
 
+def _expected_test_patches(size):
+  return sum(v.shape[0] * (v.shape[1] // size) * (v.shape[2] // photos.TEST_FRACTION // size)
+             for _, v in photos.photographs())
+
+
 @pytest.mark.parametrize("size", [16, 32])
 def test_photos_patches(size):
   data = datasets.load("photos", patch_size=size)
   assert data.shape == (size, size, 3) and data.num_classes == 256 and data.kind == "image"
   for x in data.splits.values():
     assert x.dtype == np.int32 and x.min() >= 0 and x.max() <= 255
-  # Test: the rightmost 128 of 640 columns tiled without overlap, 2 photographs.
-  assert len(data.splits["test"]) == 2 * (427 // size) * (128 // size)
+  # Test: the rightmost fifth of each view tiled without overlap.
+  assert len(data.splits["test"]) == _expected_test_patches(size)
+  assert len(data.splits["test"]) == {16: 3975, 32: 940}[size]
   assert len(data.splits["train"]) > 10 * len(data.splits["test"])
+
+
+def test_photos_corpus():
+  """scikit-learn's two photographs first (so the first patches are those of
+  the old two-photograph corpus), then scikit-image's bundled colour ones."""
+  shapes = {name: views.shape for name, views in photos.photographs()}
+  assert list(shapes) == list(photos.NAMES)
+  assert shapes["china"] == shapes["flower"] == (1, 427, 640, 3)
+  assert shapes["motorcycle"] == (2, 500, 741, 3)
+  assert shapes["astronaut"] == (1, 512, 512, 3)
+  assert len(shapes) == 10
+  for _, views in photos.photographs():
+    assert views.dtype == np.uint8 and views.std() > 10  # not blank.
+  china = photos.photographs()[0][1][0]
+  first = photos.patches(china[:, :photos.test_column(640)], 16, 8)[:3]
+  np.testing.assert_array_equal(photos.splits(16)["train"][:3], first)
+
+
+def _pixel_ids(monkeypatch):
+  """Makes every pixel of every view of the corpus a unique id (all three
+  channels the id); returns the id images {name: [V, H, W, 3]}."""
+  real = photos.photographs()
+  fake, start = [], 0
+  for name, views in real:
+    size = views[..., 0].size
+    ids = np.arange(start, start + size).reshape(views.shape[:3])
+    fake.append((name, np.repeat(ids[..., None], 3, -1)))
+    start += size
+  monkeypatch.setattr(photos, "photographs", lambda: fake)
+  return dict(fake)
 
 
 @pytest.mark.parametrize("size", [16, 32])
 def test_photos_test_patches_share_no_pixel_with_training_patches(monkeypatch, size):
   """Every pixel gets a unique id; train and test ids must be disjoint."""
-  real = photos.photographs()
-  ids = np.arange(real[..., 0].size).reshape(real.shape[:3])
-  monkeypatch.setattr(photos, "photographs", lambda: np.repeat(ids[..., None], 3, -1))
+  _pixel_ids(monkeypatch)
   split = photos.splits(size)
   train, test = set(split["train"].ravel()), split["test"][..., 0].ravel()
   assert not train & set(test)
   assert len(set(test)) == len(test)  # Test patches do not overlap either.
+  # Nor do the whole test regions touch a training pixel.
+  regions = np.concatenate([r[..., 0].ravel() for r in photos.test_regions()])
+  assert not train & set(regions) and set(test) <= set(regions)
+
+
+def test_photos_stereo_pair_holds_out_the_same_region(monkeypatch):
+  ids = _pixel_ids(monkeypatch)
+  names = photos.test_region_names()
+  regions = dict(zip(names, photos.test_regions()))
+  left, right = regions["motorcycle_left"], regions["motorcycle_right"]
+  assert left.shape == right.shape == (500, 741 - photos.test_column(741), 3)
+  views = ids["motorcycle"]
+  boundary = photos.test_column(741)
+  np.testing.assert_array_equal(left, views[0, :, boundary:])
+  np.testing.assert_array_equal(right, views[1, :, boundary:])
+  # The rest of both views is training data: no column right of the boundary
+  # of either view is in a training patch.
+  train = set(photos.splits(16)["train"].ravel())
+  assert not train & set(views[:, :, boundary:].ravel())
+  assert views[0, 0, 0, 0] in train and views[1, 0, 0, 0] in train  # Both views train.
+
+
+def test_photos_test_regions():
+  names, regions = photos.test_region_names(), photos.test_regions()
+  assert len(names) == len(regions) == 11 and len(set(names)) == 11
+  assert names[:2] == ["china", "flower"]
+  for name, region in zip(names, regions):
+    assert region.dtype == np.uint8 and region.ndim == 3 and region.shape[-1] == 3, name
+  assert regions[0].shape == (427, 128, 3)
+  np.testing.assert_array_equal(regions[0], photos.photographs()[0][1][0, :, 512:])
+  # The test patches tile the regions: the first region's first patches.
+  np.testing.assert_array_equal(photos.splits(16)["test"][:8],
+                                photos.patches(regions[0][:16], 16, 16))
+
+
+def test_photos_split_is_deterministic():
+  for size in (16, 32):
+    a, b = photos.splits(size), photos.splits(size)
+    for key in ("train", "test"):
+      np.testing.assert_array_equal(a[key], b[key])
+  for a, b in zip(photos.test_regions(), photos.test_regions()):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_photos_unseen_photograph_is_in_no_split():
+  name, image = photos.unseen_photograph()
+  assert name == "grace_hopper" and image.shape == (600, 512, 3) and image.dtype == np.uint8
+  shapes = {views.shape[1:] for _, views in photos.photographs()}
+  assert image.shape not in shapes
 
 
 def test_photos_bad_patch_size():

@@ -1,7 +1,8 @@
 """The .ardm files of `tf_ardm.compress` and `tf_ardm.decompress`.
 
 An input file becomes datapoints of the model's shape:
-  * image models: a PNG (mode L for 1-channel models, RGB for 3 channels;
+  * image models: a PNG (grayscale, 8 or 16 bits, for 1-channel models;
+    8-bit RGB for 3-channel models: no alpha, palette or 16-bit samples;
     pixel values are the data, so they must be < K: no rescaling), or an NPY
     [H, W] / [H, W, C] of integers in [0, K), of any size. It is tiled
     row-major into model-sized patches; the right and bottom edges are
@@ -92,20 +93,48 @@ class Original:
 # ------------------------------------------------------------ file -> data ---
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOURS = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
+
+
+def _png_format(path):
+  """(bit depth, colour type) from a PNG's IHDR chunk, or None when the
+  file does not start like a PNG (Pillow then says what is wrong). Pillow
+  reads a 16-bit RGB PNG as 8-bit RGB, so the mode alone cannot tell."""
+  with open(path, "rb") as f:
+    head = f.read(26)
+  if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+    return None
+  return head[24], head[25]
+
+
+def _accepted_png(config):
+  """What an image model's PNGs must be: (Pillow modes, the phrase for errors)."""
+  if config.shape[-1] == 1:
+    return ("L", "I;16", "I"), "1-channel images: a grayscale PNG (8 or 16 bits)"
+  if config.shape[-1] == 3:
+    return ("RGB",), (f"{min(config.num_classes, 256).bit_length() - 1}-bit RGB images: "
+                      "an 8-bit RGB PNG (no alpha, no palette, not grayscale)")
+  return (), f"{config.shape[-1]}-channel images: no PNG holds them"
+
+
 def _read_png(path, config):
+  modes, accepted = _accepted_png(config)
   try:
+    png_format = _png_format(path)
     with Image.open(path) as image:
       image.load()
       mode = image.mode
       x = np.asarray(image)
   except (OSError, ValueError) as e:
     raise UserError(f"{path}: not a readable PNG: {e}") from e
-  channels = config.shape[-1]
-  modes = {1: ("L", "I;16", "I"), 3: ("RGB",)}.get(channels, ())
-  if mode not in modes:
-    raise UserError(f"{path}: a PNG of mode {mode}; this model codes {channels}-channel "
-                    f"images, give {' or '.join(modes) or 'an NPY array'}")
-  x = validation.check_values(x.reshape(x.shape[0], x.shape[1], channels),
+  bit_depth, colour = png_format or (None, None)
+  if mode not in modes or (mode == "RGB" and bit_depth != 8):
+    got = (f"{'an' if bit_depth == 8 else 'a'} {bit_depth}-bit "
+           f"{_PNG_COLOURS.get(colour, f'colour type {colour}')} PNG"
+           if png_format else f"a PNG of mode {mode}")
+    raise UserError(f"{path}: {got}; this model codes {accepted}, or an NPY array")
+  x = validation.check_values(x.reshape(x.shape[0], x.shape[1], config.shape[-1]),
                               config.num_classes, path)
   return x, Original(PNG, x.shape)
 

@@ -9,8 +9,10 @@
 |         |             |    | (embedded; split by document: data/byte_text.py)  |
 | text8   | (L, 1)      | 28 | a local `text8` or `text8.zip` file               |
 | cifar10 | (32, 32, 3) | 256| tfds `cifar10` under --data_dir, or an .npz file  |
-| photos  | (P, P, 3)   | 256| patches of scikit-learn's two bundled photographs |
-|         |             |    | (embedded; P = 16 or 32; split by region)         |
+| photos  | (P, P, 3)   | 256| patches of the 10 colour photographs that         |
+|         |             |    | scikit-learn (2) and scikit-image (8, one a       |
+|         |             |    | stereo pair) bundle (embedded; P = 16 or 32;      |
+|         |             |    | split by region: data/photos.py)                  |
 
 Nothing is ever downloaded; a missing file raises `UserError` saying where
 to put the data.

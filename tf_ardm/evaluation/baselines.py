@@ -12,15 +12,25 @@ and returns bits/dim as a float:
   bits/dim = 8 * (total container bytes) / (N * prod(x.shape[1:])),
 
 with every byte of the container counted (PNG chunks and headers, the WebP
-RIFF header, gzip/xz/zstd framing, ...). Where a baseline cannot be computed,
-it returns None instead of a number:
+RIFF header, gzip/xz/zstd framing, ...).
 
-  * the codec's tool or library is missing: WebP when Pillow was built without
-    it (`PIL.features.check('webp')`), JPEG-XL when `cjxl` is not on PATH,
+The image codecs (`IMAGE_CODECS`) all run in-process: PNG (Pillow, optimize,
+level 9), and through the `imagecodecs` package lossless WebP (level 100,
+method 6), lossless JPEG-XL (effort 9), lossless JPEG-LS (NEAR = 0),
+reversible JPEG 2000 (a raw J2K codestream, 5/3 wavelet) and QOI. Every
+encode is decoded again and compared: `encode_image` raises RuntimeError
+unless the round trip gives the exact image back. Grey images (C = 1) are
+coded as one channel, except by WebP and QOI, which only code RGB(A) and get
+R = G = B (as a grey photograph would be stored in them).
+
+Where a baseline cannot be computed, it returns None instead of a number:
+
+  * the codec's library is missing: the image codecs other than PNG when
+    `imagecodecs` is not installed (or was built without the codec),
     brotli / zstd when the pip packages `brotli` / `zstandard` are missing;
   * the data does not fit the image format: K > 256 (the image codecs get the
     values as 8-bit samples, written as-is, not rescaled), C not 1 or 3, or an
-    image wider or taller than WebP's 16383-pixel limit.
+    image wider or taller than the codec's limit (WebP's 16383 pixels).
 
 Sequences [N, L, C] go to the image codecs as 1 x L images. "Tiled" variants
 put the whole set into one near-square mosaic (ceil(sqrt(N)) columns, padding
@@ -31,14 +41,10 @@ import bz2
 import gzip
 import io
 import lzma
-import os
-import shutil
-import subprocess
-import tempfile
+import time
 
 import numpy as np
 from PIL import Image
-from PIL import features as pil_features
 
 from tf_ardm.data import text as text_lib
 from tf_ardm.data import tiles
@@ -50,6 +56,11 @@ try:  # Optional: pip package `brotli`.
 except ImportError:  # pragma: no cover - depends on the environment.
   _brotli = None
 
+try:  # Optional: pip package `imagecodecs`.
+  import imagecodecs as _imagecodecs
+except ImportError:  # pragma: no cover - depends on the environment.
+  _imagecodecs = None
+
 try:  # Optional: pip package `zstandard`.
   import zstandard as _zstd
 except ImportError:  # pragma: no cover - depends on the environment.
@@ -59,6 +70,7 @@ CODECS = ("gzip", "bz2", "xz", "brotli", "zstd")
 ZSTD_LEVEL = 22  # zstd's maximum ("ultra") level.
 _XZ_DICT_SIZE = 64 << 20  # preset 9's dictionary.
 WEBP_MAX_SIDE = 16383
+JXL_EFFORT = 9  # As `cjxl -d 0 -e 9`.
 
 
 # ----------------------------------------------------------------- helpers ---
@@ -115,32 +127,109 @@ def _to_pil(image):
   return Image.fromarray(image)  # mode 'RGB'
 
 
-def encode_png(image):
-  """PNG bytes of one image [H, W, C] (C in 1, 3; values < 256, as-is)."""
+def _png_encode(image):
   buf = io.BytesIO()
   _to_pil(image).save(buf, format="PNG", optimize=True, compress_level=9)
   return buf.getvalue()
 
 
+def _png_decode(data):
+  with Image.open(io.BytesIO(data)) as image:
+    return np.asarray(image)
+
+
+def _imagecodec(fn, **kwargs):
+  """An imagecodecs function, or None when the package is missing."""
+  if _imagecodecs is None:
+    return None
+  return lambda x: getattr(_imagecodecs, fn)(x, **kwargs)
+
+
+def _jpegls_encode(image):
+  # CharLS's own bound on the output is too small for noise-like images
+  # ("destination buffer too small"): give it room for twice the raw size.
+  return _imagecodecs.jpegls_encode(image, level=0, out=2 * image.nbytes + 4096)
+
+
+# name -> (encode, decode, the imagecodecs codec it needs or None, max side,
+# whether it codes only RGB(A)): encode takes uint8 [H, W, C] (C in 1, 3, or
+# 3 only), decode returns what the codec gives back.
+_IMAGE_CODECS = {
+    "PNG": (_png_encode, _png_decode, None, None, False),
+    "WebP": (_imagecodec("webp_encode", level=100, lossless=True, method=6),
+             _imagecodec("webp_decode"), "WEBP", WEBP_MAX_SIDE, True),
+    "JPEG-XL": (_imagecodec("jpegxl_encode", lossless=True, effort=JXL_EFFORT),
+                _imagecodec("jpegxl_decode"), "JPEGXL", None, False),
+    "JPEG-LS": (_jpegls_encode, _imagecodec("jpegls_decode"),
+                "JPEGLS", None, False),
+    "JPEG 2000": (_imagecodec("jpeg2k_encode", level=0, codecformat="J2K", reversible=True),
+                  _imagecodec("jpeg2k_decode"), "JPEG2K", None, False),
+    "QOI": (_imagecodec("qoi_encode"), _imagecodec("qoi_decode"), "QOI", None, True),
+}
+IMAGE_CODECS = tuple(_IMAGE_CODECS)
+
+
+def image_codec_available(codec):
+  """Whether `encode_image` can run `codec` (one of IMAGE_CODECS) here."""
+  check(codec in _IMAGE_CODECS, "unknown image codec %r; choose from %s", codec,
+        ", ".join(IMAGE_CODECS))
+  needs = _IMAGE_CODECS[codec][2]
+  return needs is None or (_imagecodecs is not None
+                           and bool(getattr(_imagecodecs, needs).available))
+
+
+def image_fits(image, codec):
+  """Whether `codec` can hold an image [H, W, C] of this size."""
+  max_side = _IMAGE_CODECS[codec][3]
+  return max_side is None or max(image.shape[:2]) <= max_side
+
+
+def _same(decoded, image):
+  decoded = np.asarray(decoded)
+  if image.shape[-1] == 1 and decoded.ndim == 3:
+    decoded = decoded[..., :1]  # grey coded as RGB (WebP, QOI)
+  return decoded.dtype == np.uint8 and decoded.size == image.size and np.array_equal(
+      decoded.reshape(image.shape), image)
+
+
+def encode_image(image, codec, timed=False):
+  """`codec`'s lossless bytes of one image [H, W, C] (C in 1, 3; values < 256,
+  written as-is), checked: the bytes are decoded and RuntimeError is raised
+  unless that gives `image` back exactly.
+
+  timed=True returns (bytes, encode seconds, decode seconds) instead.
+  """
+  encode, decode, _, _, rgb_only = _IMAGE_CODECS[codec]
+  image = np.ascontiguousarray(image, dtype=np.uint8)
+  start = time.perf_counter()
+  data = bytes(encode(np.repeat(image, 3, -1) if rgb_only and image.shape[-1] == 1
+                      else image))
+  middle = time.perf_counter()
+  decoded = decode(data)
+  end = time.perf_counter()
+  if not _same(decoded, image):
+    raise RuntimeError(f"{codec} did not decode its own bytes to the image coded "
+                       f"({image.shape}); this codec build is not lossless here")
+  return (data, middle - start, end - middle) if timed else data
+
+
+def encode_png(image):
+  """PNG bytes of one image [H, W, C] (C in 1, 3; values < 256, as-is)."""
+  return encode_image(image, "PNG")
+
+
 def webp_available():
-  """Whether this Pillow can write WebP."""
-  return bool(pil_features.check("webp"))
+  """Whether lossless WebP can be written here."""
+  return image_codec_available("WebP")
 
 
 def encode_webp(image):
   """Lossless WebP bytes of one image [H, W, C] (C in 1, 3; values < 256).
 
-  Pillow stores a grey ('L') image as RGB with R = G = B: converting the
-  decoded image to mode 'L' gives the one channel back.
+  A grey image is stored as RGB with R = G = B by libwebp: converting the
+  decoded image to one channel gives it back.
   """
-  buf = io.BytesIO()
-  _to_pil(image).save(buf, format="WEBP", lossless=True, quality=100,
-                      method=6, exact=True)
-  return buf.getvalue()
-
-
-def _webp_fits(image):
-  return image.shape[0] <= WEBP_MAX_SIDE and image.shape[1] <= WEBP_MAX_SIDE
+  return encode_image(image, "WebP")
 
 
 # ------------------------------------------------------------ the baselines ---
@@ -156,97 +245,54 @@ def bit_depth(num_classes):
   return float((int(num_classes) - 1).bit_length())
 
 
-def png_per_image(x, num_classes):
-  """Each datapoint as its own PNG (optimize, level 9); mean bits/dim.
-
-  x: [N, H, W, C] or [N, L, C] ints in [0, K). 'L' for C = 1, 'RGB' for
-  C = 3. None if K > 256 or C not in (1, 3).
-  """
-  x = _validate(x, num_classes)
-  if not _image_ok(x, num_classes):
-    return None
-  total = sum(len(encode_png(im)) for im in _as_images(x))
-  return _bits_per_dim(total, x)
+def _image_codec_applies(x, num_classes, codec):
+  return image_codec_available(codec) and _image_ok(x, num_classes)
 
 
-def png_tiled(x, num_classes):
-  """The whole set as one PNG mosaic (see `tile`); bits/dim over real N."""
-  x = _validate(x, num_classes)
-  if not _image_ok(x, num_classes):
-    return None
-  return _bits_per_dim(len(encode_png(tile(x))), x)
+def image_per_image(x, num_classes, codec):
+  """Each datapoint as its own `codec` file (one of IMAGE_CODECS); mean bits/dim.
 
-
-def webp_per_image(x, num_classes):
-  """Each datapoint as its own lossless WebP (quality 100, method 6).
-
-  Returns mean bits/dim, or None when Pillow lacks WebP support, K > 256,
-  C not in (1, 3), or an image side exceeds 16383.
+  x: [N, H, W, C] or [N, L, C] ints in [0, K). None when the codec is not
+  available, K > 256, C not in (1, 3), or an image is larger than the codec
+  holds.
   """
   x = _validate(x, num_classes)
   images = _as_images(x)
-  if (not webp_available() or not _image_ok(x, num_classes)
-      or not _webp_fits(images[0])):
+  if not _image_codec_applies(x, num_classes, codec) or not image_fits(images[0], codec):
     return None
-  total = sum(len(encode_webp(im)) for im in images)
-  return _bits_per_dim(total, x)
+  return _bits_per_dim(sum(len(encode_image(im, codec)) for im in images), x)
+
+
+def image_tiled(x, num_classes, codec):
+  """The whole set as one `codec` mosaic (see `tile`); bits/dim over real N.
+  None as `image_per_image`."""
+  x = _validate(x, num_classes)
+  if not _image_codec_applies(x, num_classes, codec):
+    return None
+  mosaic = tile(x)
+  if not image_fits(mosaic, codec):
+    return None
+  return _bits_per_dim(len(encode_image(mosaic, codec)), x)
+
+
+def png_per_image(x, num_classes):
+  """Each datapoint as its own PNG (optimize, level 9); see `image_per_image`."""
+  return image_per_image(x, num_classes, "PNG")
+
+
+def png_tiled(x, num_classes):
+  """The whole set as one PNG mosaic; see `image_tiled`."""
+  return image_tiled(x, num_classes, "PNG")
+
+
+def webp_per_image(x, num_classes):
+  """Each datapoint as its own lossless WebP; see `image_per_image`."""
+  return image_per_image(x, num_classes, "WebP")
 
 
 def webp_tiled(x, num_classes):
-  """The whole set as one lossless WebP mosaic; None as `webp_per_image`."""
-  x = _validate(x, num_classes)
-  if not webp_available() or not _image_ok(x, num_classes):
-    return None
-  mosaic = tile(x)
-  if not _webp_fits(mosaic):
-    return None
-  return _bits_per_dim(len(encode_webp(mosaic)), x)
-
-
-def _cjxl():
-  return shutil.which("cjxl")
-
-
-def _jxl_sizes(images):
-  """Byte sizes of `cjxl -d 0 -e 9` (lossless) on each image [H, W, C]."""
-  exe = _cjxl()
-  sizes = []
-  with tempfile.TemporaryDirectory(prefix="tf_ardm_jxl_") as tmp:
-    src = os.path.join(tmp, "in.png")
-    dst = os.path.join(tmp, "out.jxl")
-    for image in images:
-      _to_pil(image).save(src, format="PNG", compress_level=1)
-      if os.path.exists(dst):
-        os.remove(dst)
-      proc = subprocess.run([exe, src, dst, "-d", "0", "-e", "9"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            check=False)
-      if proc.returncode != 0 or not os.path.exists(dst):
-        raise RuntimeError(
-            f"cjxl failed (exit {proc.returncode}): "
-            f"{proc.stderr.decode(errors='replace').strip()}")
-      sizes.append(os.path.getsize(dst))
-  return sizes
-
-
-def jxl_per_image(x, num_classes):
-  """Each datapoint as lossless JPEG-XL via the `cjxl` tool (-d 0 -e 9).
-
-  One cjxl process per datapoint, so slow on big sets. None when `cjxl` is
-  not on PATH, K > 256 or C not in (1, 3).
-  """
-  x = _validate(x, num_classes)
-  if _cjxl() is None or not _image_ok(x, num_classes):
-    return None
-  return _bits_per_dim(sum(_jxl_sizes(_as_images(x))), x)
-
-
-def jxl_tiled(x, num_classes):
-  """The whole set as one lossless JPEG-XL mosaic; None as `jxl_per_image`."""
-  x = _validate(x, num_classes)
-  if _cjxl() is None or not _image_ok(x, num_classes):
-    return None
-  return _bits_per_dim(sum(_jxl_sizes([tile(x)])), x)
+  """The whole set as one lossless WebP mosaic; see `image_tiled`."""
+  return image_tiled(x, num_classes, "WebP")
 
 
 def raw_bytes(x, num_classes):
@@ -379,15 +425,10 @@ def table(x, num_classes, train=None):
   The histogram row is fit on `train` and scored on `x`; it is None when
   `train` is not given.
   """
-  rows = [
-      ("uncompressed (bit depth)", bit_depth(num_classes)),
-      ("PNG per image", png_per_image(x, num_classes)),
-      ("PNG tiled", png_tiled(x, num_classes)),
-      ("WebP per image", webp_per_image(x, num_classes)),
-      ("WebP tiled", webp_tiled(x, num_classes)),
-      ("JPEG-XL per image", jxl_per_image(x, num_classes)),
-      ("JPEG-XL tiled", jxl_tiled(x, num_classes)),
-  ]
+  rows = [("uncompressed (bit depth)", bit_depth(num_classes))]
+  for codec in IMAGE_CODECS:
+    rows.append((f"{codec} per image", image_per_image(x, num_classes, codec)))
+    rows.append((f"{codec} tiled", image_tiled(x, num_classes, codec)))
   for codec in CODECS:
     rows.append((f"{codec} per datapoint",
                  general_purpose(x, num_classes, codec, per_datapoint=True)))
