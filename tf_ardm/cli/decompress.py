@@ -81,10 +81,11 @@ def main(argv):
     for (name, original, _, streams), x, header in zip(files, data, headers):
       budget = header[0].budget if header else 1
       stored = original.kind == container.STORED
-      exact = None if stored else coder.exact_bits(x, budget).sum()
       print(container.describe(
           name, int(np.prod(original.shape)), os.path.getsize(name),
-          sum(map(len, streams)), exact, budget, coder.num_stages, stored=stored))
+          None if stored else sum(map(len, streams)),
+          None if stored else coder.exact_bits(x, budget).sum(), budget, coder.num_stages,
+          stored=stored))
     print(f"total: {len(jobs)} file(s), {coder.calls} network calls "
           f"(batches of up to {coder.max_batch})")
 

@@ -467,9 +467,9 @@ def describe(name, values, file_bytes, stream_bytes, exact_bits, budget, stages=
   S = `stages` stage model; stored: the file holds its bytes as they are.
   """
   per_dim = 8.0 * file_bytes / max(values, 1)
-  if stored:  # exact_bits may be None: decompression does not compute it.
-    code = ("" if exact_bits is None else
-            f": the model's code, {exact_bits / max(values, 1):.4f} bits/dim, is no smaller")
+  if stored:  # Decompression knows no streams (stream_bytes None).
+    code = ("" if stream_bytes is None else
+            f": its streams, {8.0 * stream_bytes / max(values, 1):.4f} bits/dim, are no smaller")
     return (f"{name}: {values} values, {file_bytes} bytes = {per_dim:.4f} bits/dim; "
             f"stored as it is{code}")
   ratio = 8.0 * stream_bytes / exact_bits if exact_bits else float("nan")
