@@ -891,7 +891,7 @@ def test_container_tiles_any_image_and_chunks_text(digits_coder, text_coder, tmp
   with pytest.raises(UserError, match=r"values must lie in \[0, 17\)"):
     container.read(str(tmp_path / "bright.png"), config)
   Image.fromarray(np.zeros((8, 8, 3), np.uint8), "RGB").save(tmp_path / "rgb.png")
-  with pytest.raises(UserError, match="mode RGB"):
+  with pytest.raises(UserError, match="an 8-bit RGB PNG; this model codes 1-channel images"):
     container.read(str(tmp_path / "rgb.png"), config)
 
   config = text_coder.config
