@@ -294,10 +294,10 @@ def pack(original, streams, fingerprint, arithmetic=stream.ARITHMETIC):
             + zlib.crc32(original.raw).to_bytes(4, "big") + original.raw)
   coded = _pack(original, streams, fingerprint, arithmetic)
   if original.kind == BYTES and original.raw:
-    stored = pack(Original(STORED, original.shape, raw=original.raw), [], fingerprint,
-                  arithmetic)
-    if len(stored) < len(coded):
-      return stored
+    stored = Original(STORED, original.shape, raw=original.raw)
+    # The stored file's size from its header alone: the CRC and the bytes follow.
+    if len(_pack(stored, [], fingerprint, arithmetic)) + 4 + len(original.raw) < len(coded):
+      return pack(stored, [], fingerprint, arithmetic)
   return coded
 
 
@@ -384,22 +384,24 @@ def check_model(fingerprint, expected, path):
     raise UserError(f"{path}: {stream.FOREIGN}")
 
 
+def _expected_count(original, config):
+  """The number of datapoints of `original` under `config` (-1: none fits)."""
+  if original.kind == STORED:
+    return 0
+  shape, model = tuple(original.shape), tuple(config.shape)
+  if len(shape) == len(model) + 1 and shape[1:] == model:
+    return shape[0]
+  if original.kind == TEXT or config.kind == "text":
+    return -(-math.prod(shape) // model[0])  # Exact for any dims.
+  return -(-shape[0] // model[0]) * -(-shape[1] // model[1]) if len(shape) >= 2 else -1
+
+
 def check_count(original, config, count, path):
   """UserError unless `count` datapoints fit the original's shape (none for
   stored bytes)."""
-  shape = tuple(original.shape)
-  model = None if original.kind == STORED else tuple(config.shape)
-  if original.kind == STORED:
-    expected = 0
-  elif len(shape) == len(model) + 1 and shape[1:] == model:
-    expected = shape[0]
-  elif original.kind == TEXT or config.kind == "text":
-    expected = -(-math.prod(shape) // model[0])  # Exact for any dims.
-  else:
-    expected = -(-shape[0] // model[0]) * -(-shape[1] // model[1]) if len(shape) >= 2 else -1
-  if count != expected:
+  if count != _expected_count(original, config):
     raise UserError(f"{path}: corrupt .ardm file ({count} datapoints for an original "
-                    f"of shape {list(shape)})")
+                    f"of shape {list(original.shape)})")
 
 
 # ------------------------------------------------------------------ paths ---
