@@ -29,8 +29,8 @@ def _data(limit):
 
 
 def encode(model, budgets, limit, out):
-  from tf_ardm.coding import codec  # pylint: disable=g-import-not-at-top
-  coder, x = codec.load(model), _data(limit)
+  from tf_ardm.coding import coder as coder_lib  # pylint: disable=g-import-not-at-top
+  coder, x = coder_lib.load(model), _data(limit)
   result = {}
   for b in budgets:
     first, second = coder.compress_each(x, b), coder.compress_each(x, b)
@@ -41,9 +41,9 @@ def encode(model, budgets, limit, out):
 
 
 def decode(model, budgets, limit, streams, out):
-  from tf_ardm.coding import codec  # pylint: disable=g-import-not-at-top
+  from tf_ardm.coding import coder as coder_lib  # pylint: disable=g-import-not-at-top
   from tf_ardm.errors import UserError  # pylint: disable=g-import-not-at-top
-  coder, x = codec.load(model), _data(limit)
+  coder, x = coder_lib.load(model), _data(limit)
   with open(streams, "rb") as f:
     coded = pickle.load(f)
   result = {}

@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tf_ardm import seeding  # noqa: E402
 from tf_ardm.coding import codec  # noqa: E402
+from tf_ardm.coding import coder as coder_lib  # noqa: E402
 from tf_ardm.coding import stream  # noqa: E402
 from tf_ardm.config import ModelConfig  # noqa: E402
 from tf_ardm.data import datasets  # noqa: E402
@@ -47,12 +48,12 @@ def _coder(model_dir, seed):
   """A digits Coder: the model in model_dir (export or trained model
   directory), or an untrained one."""
   if model_dir and seed == 0:
-    return codec.load(model_dir)
+    return coder_lib.load(model_dir)
   seeding.set_random_seed(seed)
   model = OAARDM(ModelConfig("digits", "image", [8, 8, 1], 17, "unet",
                              dict(channels=16, num_res_blocks=1)))
   model.heldout_loss_components = np.linspace(2, 0.1, 64, dtype=np.float32) / 64
-  return codec.Coder(codec.Codec(model, codec.calibration_data(model.config)), model.config)
+  return coder_lib.Coder(codec.Codec(model, codec.calibration_data(model.config)), model.config)
 
 
 def mutate(rng, kind, data, other, foreign):

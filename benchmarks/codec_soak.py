@@ -51,10 +51,10 @@ def main():
   if args.num < 2 * WINDOW or args.num % WINDOW or args.chunk < 1 or WINDOW % args.chunk:
     parser.error(f"--num must be a multiple of {WINDOW} from {2 * WINDOW} and --chunk "
                  f"must divide {WINDOW}")
-  from tf_ardm.coding import codec  # pylint: disable=g-import-not-at-top
+  from tf_ardm.coding import coder as coder_lib  # pylint: disable=g-import-not-at-top
 
   x = datapoints(args.num)
-  coder = codec.load(args.model)
+  coder = coder_lib.load(args.model)
   rss = {"after loading": rss_mib()}
   windows, mismatches, stream_bytes, done = [], 0, 0, 0
   start = window_start = time.perf_counter()

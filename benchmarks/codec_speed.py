@@ -8,7 +8,7 @@ checkout of that commit (its package `tf_ardm/` and its zoo exports
 `savedmodels/<model>/codec`). The format-2 codec is this checkout's zoo
 (savedmodels/<model>). Each runs in its own worker process (this file with --worker and
 PYTHONPATH set to its checkout only, so the two packages never mix), and
-each worker loads the export with its own `tf_ardm.coding.codec.load`.
+each worker loads the export with its own `tf_ardm.coding.coder.load`.
 
 Cases (CASES): digits at budgets 8 and 16 on 64 test datapoints, text at
 budget 16 on 16 chunks of 250 characters, photos_upscale4 at budget 4 per
@@ -20,7 +20,7 @@ data back. The first call of each case and codec (tracing, XLA compilation)
 is reported apart; then `--repeats` rounds run interleaved, old, new (XLA:
 Coder.set_xla(True)), new (plain TF: set_xla(False)), and the table gives the
 medians in seconds. The new codec's XLA and plain streams must be identical.
-By default the Coder picks XLA for jobs of at least codec.AUTO_XLA_WORK
+By default the Coder picks XLA for jobs of at least coder.AUTO_XLA_WORK
 position-calls and plain TF, whose first call costs less, below.
 
 The bar: new (XLA) / old <= 1.5 for both encode and decode;
@@ -88,7 +88,10 @@ def worker(root):
   """
   sys.path.insert(0, root)
   import tf_ardm  # pylint: disable=import-outside-toplevel
-  from tf_ardm.coding import codec  # pylint: disable=import-outside-toplevel
+  try:
+    from tf_ardm.coding import coder as coder_lib  # pylint: disable=import-outside-toplevel
+  except ImportError:  # A checkout from before coder.py: load was in codec.py.
+    from tf_ardm.coding import codec as coder_lib  # pylint: disable=import-outside-toplevel
   coder, arrays = None, {}
   for line in sys.stdin:
     request = json.loads(line)
@@ -96,7 +99,7 @@ def worker(root):
       break
     if request["op"] == "load":
       start = time.perf_counter()
-      coder = codec.load(request["path"])
+      coder = coder_lib.load(request["path"])
       reply = {"package": os.path.abspath(tf_ardm.__file__),
                "load_s": time.perf_counter() - start}
     else:
@@ -231,7 +234,7 @@ def report(rows, firsts, loads):
          [(name, mode, budget, *(f"{first[k][t]:.2f}" for k in ("old", "xla", "plain")
                                  for t in ("encode_s", "decode_s")))
           for name, mode, budget, first in firsts])
-  print("\nExport load seconds (codec.load)")
+  print("\nExport load seconds (coder.load)")
   _table(["model", "old", "new"],
          [(name, f"{v['old']:.1f}", f"{v['new']:.1f}") for name, v in loads.items()])
   return all_meet

@@ -3,7 +3,7 @@
 The models are the zoo's exports (savedmodels/digits, savedmodels/text,
 savedmodels/photos_upscale4) unless --digits_model / --text_model /
 --photos_model name another export root, codec SavedModel or trained model
-directory (tf_ardm.coding.codec.load); with --train, the small digits and text
+directory (tf_ardm.coding.coder.load); with --train, the small digits and text
 models are trained here (about a minute each) when no path is given. For each
 model and budget (network calls per datapoint and stage) it reports:
 
@@ -44,6 +44,7 @@ sys.path.insert(0, REPO)
 import tensorflow as tf  # noqa: E402  pylint: disable=wrong-import-position
 
 from tf_ardm.coding import codec as codec_lib  # noqa: E402
+from tf_ardm.coding import coder as coder_lib  # noqa: E402
 from tf_ardm.coding import range_coder as coding  # noqa: E402
 from tf_ardm.coding import stream  # noqa: E402
 from tf_ardm.data import datasets  # noqa: E402
@@ -193,7 +194,7 @@ def measure(coder, module, x, budget):
 
 def evaluate(name, path, budgets, limit):
   """Prints the tables for one model."""
-  coder = codec_lib.load(path)
+  coder = coder_lib.load(path)
   config = coder.config
   module = frequency_codec(coder, path)
   x = datasets.split(config, "test", limit=limit)

@@ -62,7 +62,7 @@ sys.path.insert(0, REPO)
 
 from tf_ardm.cli import compress as compress_cli  # noqa: E402
 from tf_ardm.cli import decompress as decompress_cli  # noqa: E402
-from tf_ardm.coding import codec as codec_lib  # noqa: E402
+from tf_ardm.coding import coder as coder_lib  # noqa: E402
 from tf_ardm.coding import container  # noqa: E402
 from tf_ardm.data import photos  # noqa: E402
 from tf_ardm.errors import UserError  # noqa: E402
@@ -135,7 +135,7 @@ def main():
     chosen = {n: np.ascontiguousarray(im[:args.crop, :args.crop]) for n, im in chosen.items()}
   coder = budget = None
   if not args.peers_only:
-    coder = codec_lib.load(args.model)
+    coder = coder_lib.load(args.model)
     if tuple(coder.shape[-1:]) != (3,) or coder.config.num_classes != 256:
       raise UserError(f"{args.model} does not code 8-bit RGB images")
     budget = coder.check_budget(args.budget or min(coder.num_steps, 100))

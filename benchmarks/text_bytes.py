@@ -41,7 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before tf_ardm imports TF.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from tf_ardm.coding import codec as codec_lib  # noqa: E402
+from tf_ardm.coding import coder as coder_lib  # noqa: E402
 from tf_ardm.coding import container  # noqa: E402
 from tf_ardm.data import byte_text  # noqa: E402
 from tf_ardm.data import datasets  # noqa: E402
@@ -174,7 +174,7 @@ def main():
                       help="at most this many bytes of whole files per source")
   parser.add_argument("--sources", default="stdlib_test,tfp")
   args = parser.parse_args()
-  coder = codec_lib.load(args.model)
+  coder = coder_lib.load(args.model)
   if not datasets.is_bytes(coder.config):
     raise UserError(f"{args.model} is not a byte model (K = {coder.config.num_classes})")
   budget = coder.check_budget(args.budget)

@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 
 import forked_cli
-from tf_ardm.coding import codec  # Its range_coder registers the codec export's ops.
+from tf_ardm.coding import coder as coder_lib  # Its range_coder registers the codec export's ops.
 from tf_ardm.data import datasets
 from tf_ardm.serving import servable
 
@@ -70,7 +70,7 @@ def test_shipped_export_loads_and_answers(name):
   np.testing.assert_array_equal(
       functions.log_prob(x=tf.constant(x), budget=tf.constant(1))["bits_per_dim"].numpy(), bits)
   raw_codec = tf.saved_model.load(os.path.join(root, "codec"))
-  coder = codec.load(root)
+  coder = coder_lib.load(root)
   assert coder.config == config
   assert raw_codec.codec_info()["fingerprint"].numpy() == coder.fingerprint
   assert len(coder.fingerprint) == 4

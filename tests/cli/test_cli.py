@@ -563,7 +563,7 @@ def test_ardm_files_are_version_2_lean_and_bound_to_their_model(tmp_path):
   fingerprint once, then lean streams, those of the Python API. The model
   decodes it exactly; another model, or a version-1 file, gives a one-line
   error and writes nothing."""
-  from tf_ardm.coding import codec  # pylint: disable=g-import-not-at-top
+  from tf_ardm.coding import coder as coder_lib  # pylint: disable=g-import-not-at-top
   from tf_ardm.coding import container  # pylint: disable=g-import-not-at-top
   from tf_ardm.coding import stream  # pylint: disable=g-import-not-at-top
   from tf_ardm.data import datasets  # pylint: disable=g-import-not-at-top
@@ -588,8 +588,8 @@ def test_ardm_files_are_version_2_lean_and_bound_to_their_model(tmp_path):
   data = packed.read_bytes()
   assert data[:5] == container.MAGIC + bytes([2])
   original, fingerprint, streams = container.unpack(data, str(packed))
-  coder = codec.load(str(ours))
-  assert fingerprint == coder.fingerprint != codec.load(str(other)).fingerprint
+  coder = coder_lib.load(str(ours))
+  assert fingerprint == coder.fingerprint != coder_lib.load(str(other)).fingerprint
   assert container.pack(original, streams, fingerprint, stream.ARITHMETIC) == data
   assert len(streams) == 1 and not streams[0].startswith(stream.MAGIC)
   assert stream.read_header(streams[0], None, lean=True) == (4, 1, 6)
@@ -609,6 +609,7 @@ def test_export_takes_max_batch_and_re_exports_an_export(tmp_path):
   """export --max_batch bounds the codec's network calls only; --model may
   be an export, whose model is exported again into the same integer model."""
   from tf_ardm.coding import codec  # pylint: disable=g-import-not-at-top
+  from tf_ardm.coding import coder as coder_lib  # pylint: disable=g-import-not-at-top
   model_dir, = _tiny_digits_models(tmp_path, seeds=(0,))
   first, second = tmp_path / "export", tmp_path / "again"
   results = forked_cli.run_many([
@@ -620,8 +621,8 @@ def test_export_takes_max_batch_and_re_exports_an_export(tmp_path):
   assert re.search(r"exported in \d+\.\d s", results[0][1])
   assert (first / "serving" / "1" / "saved_model.pb").is_file()
   assert (second / "serving" / "2" / "saved_model.pb").is_file()
-  exported, again = codec.load(str(first)), codec.load(str(second))
-  in_memory = codec.load(str(model_dir))
+  exported, again = coder_lib.load(str(first)), coder_lib.load(str(second))
+  in_memory = coder_lib.load(str(model_dir))
   assert exported.max_batch == 8
   assert again.max_batch == in_memory.max_batch == codec.default_max_batch(64)
   assert exported.fingerprint == again.fingerprint == in_memory.fingerprint

@@ -59,7 +59,7 @@ def _model(config, seed=0):
 
 
 def _coder(model, calibration, **kwargs):
-  return codec_lib.Coder(codec_lib.Codec(model, calibration, **kwargs), model.config)
+  return coder_lib.Coder(codec_lib.Codec(model, calibration, **kwargs), model.config)
 
 
 def _payload_bits(coder, data, lean=False):
@@ -537,7 +537,7 @@ def test_export_and_fresh_process_decode(digits_model, digits_calibration, digit
                                          tmp_path):
   export_dir = str(tmp_path / "codec")
   codec_lib.export(digits_model, export_dir, digits_calibration)
-  loaded = codec_lib.load(export_dir)
+  loaded = coder_lib.load(export_dir)
   assert (loaded.fingerprint, loaded.arithmetic, loaded.max_batch, loaded.max_solid) == (
       digits_coder.fingerprint, digits_coder.arithmetic, digits_coder.max_batch,
       digits_coder.max_solid)
@@ -849,7 +849,7 @@ def test_upscale_export_round_trip(patches, tmp_path):
   model = _model(_upscale_config("direct"))
   export_dir = str(tmp_path / "codec")
   codec_lib.export(model, export_dir, patches, max_batch=5)
-  loaded, fresh = codec_lib.load(export_dir), _coder(model, patches)
+  loaded, fresh = coder_lib.load(export_dir), _coder(model, patches)
   assert loaded.fingerprint == fresh.fingerprint and loaded.max_batch == 5
   streams = loaded.compress_each(patches[:4], 5)
   np.testing.assert_array_equal(loaded.decompress_each(streams), patches[:4])

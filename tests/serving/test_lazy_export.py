@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tf_ardm.coding import coder as coder_lib
+from tf_ardm.coding import variants
 from tf_ardm.data import datasets
 from tf_ardm.errors import UserError
 from tf_ardm.serving import lazy_export
@@ -103,7 +104,7 @@ def test_shipped_digits_codec_is_lazy_and_codes_as_saved_model_load():
     for m in (module, full):
       m.use_xla.assign(use_xla)
       m.direct_conv.assign(direct_conv)
-    variant = coder_lib.network_variant(int(use_xla), int(direct_conv))
+    variant = variants.index(int(use_xla), int(direct_conv))
     encode = module.function("encode", case_branch=variant)
     for solid, lean in [(False, True), (True, False)]:
       got = encode(x, 8, solid, lean).numpy()

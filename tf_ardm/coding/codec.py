@@ -54,8 +54,8 @@ code length -log2 p(x | sigma, policies) (`Coder.exact_bits`). The fingerprint
 integer network's arrays) ties streams to one integer model.
 
 `export` writes the codec SavedModel. `tf_ardm.coding.coder` holds the
-numpy-facing API over a Codec or its export (`Coder`, `load`), named here as
-well.
+numpy-facing API over a Codec or its export (`Coder`, `load`); it imports
+this module only to build a Codec from a trained model, never the reverse.
 """
 import functools
 import hashlib
@@ -64,10 +64,10 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from tf_ardm.coding import coder
 from tf_ardm.coding import crc
 from tf_ardm.coding import range_coder as coding
 from tf_ardm.coding import stream
+from tf_ardm.coding import variants
 from tf_ardm.data import datasets
 from tf_ardm.data import validation
 from tf_ardm.errors import UserError
@@ -119,7 +119,7 @@ class Codec(servable.Servable):
     self.direct_conv = tf.Variable(True, trainable=False, name="direct_conv")
     network_spec = [tf.TensorSpec([None, d], tf.int32), tf.TensorSpec([], tf.int32),
                     tf.TensorSpec([d], tf.int32), tf.TensorSpec([], tf.int32)]
-    # In switch order: index 2 use_xla + direct_conv. The XLA variants only
+    # In switch order: variants.index(use_xla, direct_conv). The XLA variants only
     # call the plain ones (XLA compiles what they call), so an export stores
     # and loads each network graph once.
     plain = [tf.function(functools.partial(self._network_frequencies, direct_conv=direct),
@@ -228,8 +228,8 @@ class Codec(servable.Servable):
     positions = self.order[stage, left:right]
     a = self.denoiser.num_choices
 
-    variant = coder.network_variant(tf.cast(self.use_xla, tf.int32),
-                                    tf.cast(self.direct_conv, tf.int32))
+    variant = variants.index(tf.cast(self.use_xla, tf.int32),
+                             tf.cast(self.direct_conv, tf.int32))
 
     def call(x_chunk):
       freqs = tf.switch_case(variant, [
@@ -422,14 +422,10 @@ def export(model, export_dir, calibration, max_batch=None):
   """Writes the codec SavedModel of `model` to export_dir, atomically.
 
   calibration: int32 [N, *shape] datapoints (`calibration_data`). Load it
-  with `load`, or with tf.saved_model.load after importing the range coder
-  ops (range_coder.OPS_PACKAGE: tensorflow_compression_ops under TF 2.17,
-  tensorflow_compression under TF 2.14).
+  with tf_ardm.coding.coder.load, or with tf.saved_model.load after
+  importing the range coder ops (range_coder.OPS_PACKAGE:
+  tensorflow_compression_ops under TF 2.17, tensorflow_compression under
+  TF 2.14).
   """
   return servable.save(Codec(model, calibration, max_batch), export_dir)
 
-
-# The numpy-facing API, in its own module so that the codec commands don't
-# import the model-building code (Keras, TFP) that this module needs.
-Coder = coder.Coder
-load = coder.load

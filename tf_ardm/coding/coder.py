@@ -8,7 +8,7 @@ for the functions, the streams and their portability).
 Start-up: an export's functions load lazily (tf_ardm.serving.lazy_export):
 only the FunctionDefs that the coder calls, with the integer network's
 switch pinned to the variant that `use_xla` and `direct_conv` pick
-(`network_variant`), so a command's first call instantiates one network
+(tf_ardm.coding.variants), so a command's first call instantiates one network
 graph rather than all the export's functions. An export that LazyExport
 can't read falls back to tf.saved_model.load (`open_export`). This module
 imports no model-building code (Keras, TFP): `load` imports it only to
@@ -24,16 +24,11 @@ import tensorflow as tf
 from tf_ardm import errors
 from tf_ardm.coding import range_coder  # pylint: disable=unused-import (registers the coder ops)
 from tf_ardm.coding import stream
+from tf_ardm.coding import variants
 from tf_ardm.config import ModelConfig
 from tf_ardm.data import validation
 from tf_ardm.errors import UserError
 from tf_ardm.serving import lazy_export
-
-
-def network_variant(use_xla, direct_conv):
-  """The index of the integer network variant (0 or 1 each) in
-  Codec.network_functions, the branch index of the switch that picks it."""
-  return 2 * use_xla + direct_conv
 
 
 def load(path, max_batch=None):
@@ -178,12 +173,12 @@ class Coder:
 
     From a LazyExport, the function loaded for the network variant that the
     variables use_xla and direct_conv pick now (their switch pinned to its
-    branch: network_variant), so its first call instantiates one variant
+    branch: variants.index), so its first call instantiates one variant
     of the integer network, not all four.
     """
     if isinstance(self.module, lazy_export.LazyExport):
-      variant = network_variant(int(self.module.use_xla.numpy()),
-                                int(self.module.direct_conv.numpy()))
+      variant = variants.index(int(self.module.use_xla.numpy()),
+                               int(self.module.direct_conv.numpy()))
       try:
         return self.module.function(name, case_branch=variant)
       except ValueError:  # No such switch in this export: all variants then.
