@@ -17,6 +17,7 @@ from tf_ardm.generation import sampling
 from tf_ardm.models.loss_tracker import LossTracker
 from tf_ardm import networks
 from tf_ardm.networks import fixed_point
+from tf_ardm.networks import logistic_mixture
 
 LN2 = math.log(2.0)
 
@@ -62,6 +63,9 @@ class Denoiser(tf.Module):
     """(x_future, x_past) int32 [B, *shape]: OA predicts x from absorbing."""
     del stage
     return x, tf.fill(tf.shape(x), self.config.absorbing)
+
+  # Whether `stage_logits` returns the network's logits as they are (OA).
+  stage_logits_are_the_networks = True
 
   def stage_logits(self, logits, x_past, stage):
     """Logits [B, *shape, n] of the stage's output classes (OA: the network's)."""
@@ -136,10 +140,15 @@ class Denoiser(tf.Module):
     stage = self.stage_ids(stage, batch)
     x_future, x_past = self.stage_inputs(x, stage)
     known = tf.reshape(known, tf.shape(x))
-    logits = self.logits(masks.corrupt(x_future, known, x_past), t, known, stage,
-                         training)
-    logits = self.stage_logits(logits, x_past, stage)
-    logp = distributions.log_prob(logits, self.target(x_future, stage))
+    x_in, target = masks.corrupt(x_future, known, x_past), self.target(x_future, stage)
+    if self.stage_logits_are_the_networks and isinstance(
+        self.network, logistic_mixture.LogisticMixture):
+      # Only the target's probability: O(M), not O(M K), per position.
+      t, mask = self.conditioning(t, tf.cast(known, tf.float32), stage)
+      logp = self.network.target_log_prob(x_in, t, mask, target, training=training)
+    else:
+      logits = self.stage_logits(self.logits(x_in, t, known, stage, training), x_past, stage)
+      logp = distributions.log_prob(logits, target)
     return tf.reshape(logp, [batch, -1])
 
   def unknown_log_prob(self, x, known, t, training=False):

@@ -198,6 +198,8 @@ class UpscaleDenoiser(ardm.Denoiser):
   def stage_inputs(self, x, stage):
     return self.space.corrupt(x, stage)
 
+  stage_logits_are_the_networks = False
+
   def stage_logits(self, logits, x_past, stage):
     return self.space.log_probs(logits, x_past, stage)
 
