@@ -5,6 +5,7 @@ number of optimizer steps trained), `model-*` files with
 the training network, the EMA network and the loss tracker, and optionally
 `heldout_loss_components.npy` (float32 [D], from evaluate --loss_components).
 """
+import dataclasses
 import json
 import os
 
@@ -45,8 +46,17 @@ def is_model_dir(path):
   return os.path.isfile(os.path.join(path, CONFIG))
 
 
-def restore(directory):
-  """Rebuilds the model saved in `directory` (the config's model class, restored)."""
+def restore(directory, shape=None):
+  """Rebuilds the model saved in `directory` (the config's model class, restored).
+
+  shape: None, or [H, W, C] to rebuild an image model (U-Net) at another
+  height and width. Its weights don't depend on H and W (convolutions,
+  GroupNorm and self-attention over however many positions there are), and
+  its time input t * 1000 / (S * D) becomes the known fraction of the new
+  D = H * W * C, so a model trained on 16 x 16 patches scores 64 x 64 tiles.
+  The held-out loss components, which are per step of the old D, are not
+  carried over.
+  """
   path = os.path.join(directory, CONFIG)
   if not is_model_dir(directory):
     raise UserError(f"no trained model in {directory} (missing {CONFIG}); "
@@ -57,14 +67,25 @@ def restore(directory):
     config = ModelConfig(**meta["model"])
   except (ValueError, KeyError, TypeError) as e:
     raise UserError(f"{path} is corrupt: {e}") from e
+  if shape is not None and list(shape) != list(config.shape):
+    if config.network != "unet" or len(shape) != 3 or shape[-1] != config.shape[-1]:
+      raise UserError(f"{directory}: a {config.network} model of shape {config.shape} can't be "
+                      f"rebuilt at {list(shape)}: only U-Net image models change H and W")
+    config = dataclasses.replace(config, shape=[int(v) for v in shape])
   model = models.build(config, ema_decay=meta.get("ema_decay", 0.9999))
   model.trained_steps = meta.get("trained_steps")
+  reshaped = list(config.shape) != list(meta["model"]["shape"])
   try:
-    _checkpoint(model).read(os.path.join(directory, "model")).assert_consumed()
+    if reshaped:  # The loss tracker's state is per step of the old D: left out.
+      status = tf.train.Checkpoint(network=model.network, ema_network=model.ema_network).read(
+          os.path.join(directory, "model"))
+      status.assert_existing_objects_matched().expect_partial()
+    else:
+      _checkpoint(model).read(os.path.join(directory, "model")).assert_consumed()
   except (tf.errors.OpError, AssertionError, ValueError) as e:
     raise UserError(f"cannot restore the weights in {directory}: "
                     f"{str(e).splitlines()[0]}") from e
   heldout = os.path.join(directory, HELDOUT)
-  if os.path.isfile(heldout):
+  if os.path.isfile(heldout) and not reshaped:
     model.heldout_loss_components = np.load(heldout).astype(np.float32)
   return model
