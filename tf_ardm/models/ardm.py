@@ -119,9 +119,14 @@ class Denoiser(tf.Module):
     t: int32 [B] known variables in the stage; known: int [B, D] or
     [B, *shape]; stage: int32 [B].
     """
-    known = tf.cast(tf.reshape(known, tf.shape(x_in)), tf.float32)
-    t, mask = self.conditioning(t, known, self.stage_ids(stage, tf.shape(x_in)[0]))
+    t, mask = self._network_inputs(x_in, t, known, stage)
     return tf.cast(self.network(x_in, t, mask, training=training), tf.float32)
+
+  def _network_inputs(self, x_in, t, known, stage):
+    """The network's (time, mask) for x_in: `conditioning` of t and the
+    float32 known mask in x_in's shape."""
+    known = tf.cast(tf.reshape(known, tf.shape(x_in)), tf.float32)
+    return self.conditioning(t, known, self.stage_ids(stage, tf.shape(x_in)[0]))
 
   def stage_log_prob(self, x, sigma, left, stage, training=False):
     """log p(x_future | known) in nats at every position, float32 [B, D].
@@ -144,7 +149,7 @@ class Denoiser(tf.Module):
     if self.stage_logits_are_the_networks and isinstance(
         self.network, logistic_mixture.LogisticMixture):
       # Only the target's probability: O(M), not O(M K), per position.
-      t, mask = self.conditioning(t, tf.cast(known, tf.float32), stage)
+      t, mask = self._network_inputs(x_in, t, known, stage)
       logp = self.network.target_log_prob(x_in, t, mask, target, training=training)
     else:
       logits = self.stage_logits(self.logits(x_in, t, known, stage, training), x_past, stage)

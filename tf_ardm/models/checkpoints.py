@@ -67,14 +67,14 @@ def restore(directory, shape=None):
     config = ModelConfig(**meta["model"])
   except (ValueError, KeyError, TypeError) as e:
     raise UserError(f"{path} is corrupt: {e}") from e
-  if shape is not None and list(shape) != list(config.shape):
+  reshaped = shape is not None and list(shape) != list(config.shape)
+  if reshaped:
     if config.network != "unet" or len(shape) != 3 or shape[-1] != config.shape[-1]:
       raise UserError(f"{directory}: a {config.network} model of shape {config.shape} can't be "
                       f"rebuilt at {list(shape)}: only U-Net image models change H and W")
     config = dataclasses.replace(config, shape=[int(v) for v in shape])
   model = models.build(config, ema_decay=meta.get("ema_decay", 0.9999))
   model.trained_steps = meta.get("trained_steps")
-  reshaped = list(config.shape) != list(meta["model"]["shape"])
   try:
     if reshaped:  # The loss tracker's state is per step of the old D: left out.
       status = tf.train.Checkpoint(network=model.network, ema_network=model.ema_network).read(
