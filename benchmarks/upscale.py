@@ -1,6 +1,9 @@
 r"""OA against Upscale-4 and Upscale-2 on `photos`, at equal wall-clock training.
 
   .venv/bin/python benchmarks/upscale.py --minutes=8
+  .venv/bin/python benchmarks/upscale.py --minutes=35 --pin \
+      --configs=configs/photos_oa.cfg,configs/photos_upscale4.cfg \
+      --extra_flags="--output_distribution=logistic_mixture --num_mixtures=10"
 
 Trains all configs at the same time (benchmarks/equal_time.py), each for
 --minutes of wall-clock time after its first step (same network, optimiser
@@ -12,6 +15,9 @@ test patches are then coded with the lossless image codecs of
 tf_ardm.evaluation.baselines (PNG, WebP, JPEG-XL, JPEG-LS, JPEG 2000, QOI),
 per patch and tiled into one image, and with the general-purpose
 compressors; their ratio is to the best model's full-budget ELBO.
+--extra_flags go to every run's training command (e.g. another output
+distribution); --pin gives each run a CPU core of its own (taskset), where
+there are as many cores as runs.
 """
 import os
 import sys
@@ -35,6 +41,8 @@ flags.DEFINE_list("configs", ["configs/photos_oa.cfg", "configs/photos_upscale4.
 flags.DEFINE_list("budgets", ["8", "32", "128", "384"], "Network calls per stage.")
 flags.DEFINE_integer("passes", 2, "ELBO passes over the test patches.", lower_bound=1)
 flags.DEFINE_string("out", "runs/upscale_benchmark", "Work directory.")
+flags.DEFINE_string("extra_flags", "", "Training flags for every run, space separated.")
+flags.DEFINE_bool("pin", False, "Pin each run to its own CPU core (needs a core per run).")
 
 FLAGS = flags.FLAGS
 
@@ -56,8 +64,15 @@ def main(argv):
   budgets = [int(b) for b in FLAGS.budgets]
   os.makedirs(out, exist_ok=True)
   names = [os.path.splitext(os.path.basename(flagfile))[0] for flagfile in configs]
-  dirs = equal_time.train({name: (flagfile, []) for name, flagfile in zip(names, configs)},
-                          out, minutes)
+  extra = FLAGS.extra_flags.split()
+  cpus = None
+  if FLAGS.pin:
+    if len(names) > os.cpu_count():
+      raise app.UsageError(f"--pin needs a core per run: {len(names)} runs, "
+                           f"{os.cpu_count()} cores")
+    cpus = {name: i for i, name in enumerate(names)}
+  dirs = equal_time.train({name: (flagfile, extra) for name, flagfile in zip(names, configs)},
+                          out, minutes, cpus=cpus)
   results = []
   for name in names:
     model = checkpoints.restore(dirs[name])
@@ -71,7 +86,8 @@ def main(argv):
     print(f"{name}: {steps} steps in {seconds / 60:.1f} min after compiling, test ELBO "
           f"{full[0]:.3f} ± {full[1]:.3f} bits/dim", flush=True)
   print(f"\nphotos test: {len(test)} patches of {test.shape[1]}x{test.shape[2]}x3, "
-        f"K = 256, {minutes:g} min of training per model, {passes} ELBO passes\n")
+        f"K = 256, {minutes:g} min of training per model, {passes} ELBO passes"
+        + (f", training flags {FLAGS.extra_flags}" if extra else "") + "\n")
   header = (f"{'model':<20} {'S':>2} {'steps':>6} {'s/step':>6}  {'full budget':>15}  "
             + "  ".join(f"{f'{b}/stage':>15}" for b in budgets))
   print(header + "\n" + "-" * len(header))

@@ -16,6 +16,24 @@ def test_linear_warmup_is_zero_then_linear_then_flat():
   assert [float(no_warmup(step)) for step in (0, 1, 100)] == pytest.approx([2e-3] * 3)
 
 
+def test_cosine_schedule_warms_up_then_decays_to_zero_at_train_steps():
+  schedule = optimizers.schedule("cosine", 2e-3, warmup_steps=4, train_steps=12)
+  rates = np.array([float(schedule(step)) for step in range(16)])
+  np.testing.assert_allclose(rates[:5], [0.0, 5e-4, 1e-3, 1.5e-3, 2e-3], rtol=1e-6)
+  # lr (1 + cos(pi (step - 4) / 8)) / 2 after the warm-up: half at step 8.
+  expected = 1e-3 * (1 + np.cos(np.pi * (np.arange(4, 16).clip(max=12) - 4) / 8))
+  np.testing.assert_allclose(rates[4:], expected, rtol=1e-5, atol=1e-12)
+  assert rates[8] == pytest.approx(1e-3) and rates[12:].max() < 1e-12
+  assert np.all(np.diff(rates[4:]) <= 0)
+
+
+def test_schedule_refuses_unknown_names_and_a_decay_within_the_warmup():
+  with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
+    optimizers.schedule("step", 1e-3)
+  with pytest.raises(ValueError, match="needs train_steps"):
+    optimizers.schedule("cosine", 1e-3, warmup_steps=10, train_steps=10)
+
+
 def _step(name, weight_decay, grads, warmup_steps=0, clip_norm=None, steps=1):
   """Weights [3] = (1, -2, 4) after `steps` updates with gradient `grads` [3]
   (or one update per gradient of a list [steps, 3]); learning rate 0.1."""

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from conftest import REPO, tiny_config
 from tf_ardm.data import datasets
+from tf_ardm.errors import UserError
 from tf_ardm.models.loss_tracker import LossTracker
 from tf_ardm.training import loop
 from tf_ardm.training import strategies
@@ -169,6 +170,25 @@ def test_resume_restores_optimizer_ema_and_tracker(tmp_path):
   np.testing.assert_array_equal(restored["count"], first.end_state["count"])
   np.testing.assert_array_equal(restored["rng"], first.end_state["rng"])
   assert int(model.optimizer.iterations.numpy()) == 6
+
+
+def test_the_compiled_optimizer_follows_the_configured_schedule():
+  config = tiny_config(shape=(8, 8, 1), num_classes=17)
+  strategy = strategies.build("one_device")
+  model = loop.build_model(config, _tiny_train_config(
+      learning_rate=2e-3, warmup_steps=2, train_steps=10, lr_schedule="cosine"), strategy)
+  schedule = model.optimizer._learning_rate  # Keras reads it at each step.
+  rates = [float(schedule(step)) for step in (1, 2, 6, 10, 20)]
+  np.testing.assert_allclose(rates, [1e-3, 2e-3, 1e-3, 0.0, 0.0], rtol=1e-5, atol=1e-12)
+
+
+def test_train_config_refuses_unknown_schedules_and_a_cosine_within_the_warmup():
+  with pytest.raises(UserError, match="unknown lr_schedule 'linear'; choose one of "
+                     "constant, cosine"):
+    TrainConfig(lr_schedule="linear")
+  with pytest.raises(UserError, match=r"--lr_schedule=cosine needs train_steps \(100\) "
+                     r"> warmup_steps \(200\)"):
+    TrainConfig(lr_schedule="cosine", train_steps=100, warmup_steps=200)
 
 
 def test_fit_calls_follow_the_epoch_grid_up_to_exactly_train_steps():

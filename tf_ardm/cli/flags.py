@@ -102,6 +102,9 @@ flags.DEFINE_integer("checkpoint_every", 100, "Steps between backups of the "
 flags.DEFINE_enum("optimizer", "adam", train_config_lib.OPTIMIZERS, "Optimizer.")
 flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.", lower_bound=0.0)
 flags.DEFINE_integer("warmup_steps", 0, "Linear LR warm-up steps.", lower_bound=0)
+flags.DEFINE_enum("lr_schedule", "constant", train_config_lib.SCHEDULES,
+                  "Learning rate after the warm-up: constant, or cosine decay to 0 "
+                  "at --train_steps.")
 flags.DEFINE_float("beta1", 0.9, "Adam beta1.", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_float("beta2", 0.999, "Adam beta2.", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_float("weight_decay", 0.0, "AdamW decoupled weight decay.", lower_bound=0.0)
@@ -186,7 +189,7 @@ MODEL = ["objective", "diffusion_steps", "ce_weight", "sigma_seed", "model_type"
          "mlp_dim", "position_bias"]
 TRAINING = ["workdir", "export_dir", "strategy", "tpu", "batch_size", "train_steps",
             "export", "steps_per_epoch", "checkpoint_every", "optimizer",
-            "learning_rate", "warmup_steps", "beta1", "beta2", "weight_decay",
+            "learning_rate", "warmup_steps", "lr_schedule", "beta1", "beta2", "weight_decay",
             "clip_norm", "ema_decay", "augment", "eval_batch_size", "sample_budget",
             "jit_compile", "precision", "max_train_minutes", "seed", "deterministic"]
 COMMANDS = {

@@ -64,13 +64,25 @@ class Denoiser(tf.Module):
     del stage
     return x, tf.fill(tf.shape(x), self.config.absorbing)
 
-  # Whether `stage_logits` returns the network's logits as they are (OA).
-  stage_logits_are_the_networks = True
-
   def stage_logits(self, logits, x_past, stage):
     """Logits [B, *shape, n] of the stage's output classes (OA: the network's)."""
     del x_past, stage
     return logits
+
+  def mixture_ranges(self, x_future, x_past, stage):
+    """Where the network is a `LogisticMixture`: the class ranges whose masses
+    give the stage's log p(x_future) as log P(numerator) - log P(denominator).
+
+    Returns ((lower, upper), denominator): int32 [B, *shape] each, the data
+    classes lower .. upper - 1; denominator is another such pair, or None
+    for 1. OA: the target's own class, [x, x + 1). None: the stage
+    distribution needs the full [..., K] table (`stage_logits`).
+    """
+    del x_past
+    if not isinstance(self.network, logistic_mixture.LogisticMixture):
+      return None
+    target = self.target(x_future, stage)
+    return (target, target + 1), None
 
   def target(self, x_future, stage):
     """The class index of x_future among the stage's output classes."""
@@ -145,15 +157,19 @@ class Denoiser(tf.Module):
     stage = self.stage_ids(stage, batch)
     x_future, x_past = self.stage_inputs(x, stage)
     known = tf.reshape(known, tf.shape(x))
-    x_in, target = masks.corrupt(x_future, known, x_past), self.target(x_future, stage)
-    if self.stage_logits_are_the_networks and isinstance(
-        self.network, logistic_mixture.LogisticMixture):
+    x_in = masks.corrupt(x_future, known, x_past)
+    ranges = self.mixture_ranges(x_future, x_past, stage)
+    if ranges is not None:
       # Only the target's probability: O(M), not O(M K), per position.
       t, mask = self._network_inputs(x_in, t, known, stage)
-      logp = self.network.target_log_prob(x_in, t, mask, target, training=training)
+      raw = self.network.parameters(x_in, t, mask, training=training)
+      (lower, upper), denominator = ranges
+      logp = self.network.range_log_prob(raw, lower, upper)
+      if denominator is not None:
+        logp -= self.network.range_log_prob(raw, *denominator)
     else:
       logits = self.stage_logits(self.logits(x_in, t, known, stage, training), x_past, stage)
-      logp = distributions.log_prob(logits, target)
+      logp = distributions.log_prob(logits, self.target(x_future, stage))
     return tf.reshape(logp, [batch, -1])
 
   def unknown_log_prob(self, x, known, t, training=False):

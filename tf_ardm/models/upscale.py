@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from tf_ardm.models import ardm
 from tf_ardm.networks import fixed_point
+from tf_ardm.networks import logistic_mixture
 
 
 class StageSpace(tf.Module):
@@ -39,7 +40,8 @@ class StageSpace(tf.Module):
       table, counts = transition.choices()
       order, bounds = transition.class_segments()
       self.class_order, self.class_bounds = tf.constant(order), tf.constant(bounds)
-      # Image transitions keep the classes in order at every level: no sort.
+      # Image transitions keep the classes in order at every level: no sort,
+      # and the classes of a value are a contiguous range of them.
       self.identity_order = bool((order == np.arange(order.shape[1])).all())
       self.choice_table, self.choice_counts = tf.constant(table), tf.constant(counts)
       self.num_choices = table.shape[-1]
@@ -49,7 +51,8 @@ class StageSpace(tf.Module):
       self.num_outputs = self.num_stages * transition.branching
       self.num_choices = transition.branching
 
-  def _level(self, stage):
+  def level(self, stage):
+    """The diffusion step r = S-1-s int32 [B] that stage s int32 [B] undoes."""
     return self.num_stages - 1 - tf.convert_to_tensor(stage, tf.int32)
 
   def downscale(self, x, level):
@@ -60,7 +63,7 @@ class StageSpace(tf.Module):
 
   def corrupt(self, x, stage):
     """(x_future, x_past) of data x int32 [B, ...] at `stage` int32 [B]."""
-    r = self._level(stage)
+    r = self.level(stage)
     return self.downscale(x, r), self.downscale(x, r + 1)
 
   def log_probs(self, logits, x_past, stage):
@@ -69,7 +72,7 @@ class StageSpace(tf.Module):
     Data parametrisation: n = K' and logits are over the K data classes;
     direct: n = b and logits are [B, ..., S*b].
     """
-    r = self._level(stage)
+    r = self.level(stage)
     batch = tf.shape(logits)[0]
     rank = len(logits.shape)
     if self.parametrization == "direct":
@@ -90,6 +93,16 @@ class StageSpace(tf.Module):
     scores = tf.math.log(future * allowed + 1e-10) - (1.0 - allowed) * 1e20
     return scores - tf.reduce_logsumexp(scores, axis=-1, keepdims=True)
 
+  def class_range(self, value, level):
+    """The data classes that `level` int32 [B] steps map to `value` int32
+    [B, ...]: (lower, upper), int32 [B, ...] each, the classes lower ..
+    upper - 1. Data parametrisation with classes in order (identity_order)."""
+    bounds = tf.gather(self.class_bounds, level)  # [B, K'+1]
+    flat = tf.reshape(value, [tf.shape(value)[0], -1])
+    lower = tf.gather(bounds, flat, batch_dims=1)
+    upper = tf.gather(bounds, flat + 1, batch_dims=1)
+    return tf.reshape(lower, tf.shape(value)), tf.reshape(upper, tf.shape(value))
+
   def target(self, x_future, stage):
     """The class index of x_future in the stage's output space."""
     if self.parametrization == "data":
@@ -104,14 +117,14 @@ class StageSpace(tf.Module):
     return x_past + draw * self._place(stage, x_past)
 
   def _place(self, stage, like):
-    place = tf.gather(self.place, self._level(stage))
+    place = tf.gather(self.place, self.level(stage))
     return tf.reshape(place, tf.concat([[-1], tf.ones([tf.rank(like) - 1], tf.int32)], 0))
 
   def _choices(self, x_past, stage):
     """Data parametrisation: the values int32 [B, ..., A] the stage can give
     positions holding x_past, and which of them are real (bool, same shape;
     the rest is padding)."""
-    r = self._level(stage)
+    r = self.level(stage)
     shape = tf.shape(x_past)
     flat = tf.reshape(x_past, [shape[0], -1])
     values = tf.gather(tf.gather(self.choice_table, r), flat, batch_dims=1)
@@ -134,7 +147,7 @@ class StageSpace(tf.Module):
       digits = tf.reshape(logits, tf.concat([tf.shape(logits)[:-1], [self.num_stages, b]], 0))
       picked = tf.gather(digits, stage, axis=len(logits.shape) - 1, batch_dims=1)
       return fixed_point.frequencies(softmax(picked))
-    r = self._level(stage)
+    r = self.level(stage)
     rank = len(logits.shape)
     # Only the data classes that reach x_past take part, so that the softmax
     # is relative to their largest logit (full precision where it matters).
@@ -198,7 +211,17 @@ class UpscaleDenoiser(ardm.Denoiser):
   def stage_inputs(self, x, stage):
     return self.space.corrupt(x, stage)
 
-  stage_logits_are_the_networks = False
+  def mixture_ranges(self, x_future, x_past, stage):
+    """Data parametrisation with the classes in order: p(x_future | x_past)
+    is the mass of the data classes that r steps map to x_future over that
+    of those that r + 1 steps map to x_past (`StageSpace.log_probs`), two
+    contiguous ranges of classes (`ardm.Denoiser.mixture_ranges`)."""
+    space = self.space
+    if (not isinstance(self.network, logistic_mixture.LogisticMixture) or
+        space.parametrization != "data" or not space.identity_order):
+      return None
+    level = space.level(stage)
+    return space.class_range(x_future, level), space.class_range(x_past, level + 1)
 
   def stage_logits(self, logits, x_past, stage):
     return self.space.log_probs(logits, x_past, stage)

@@ -78,27 +78,37 @@ def log_probs(raw, num_classes, num_mixtures):
   return tf.reduce_logsumexp(weights + _log_bin_mass(lower, upper), axis=-2)
 
 
-def target_log_prob(raw, target, num_classes, num_mixtures):
-  """log P(class = target) float32 [...] (nats): `log_probs` at `target` only.
+def range_log_prob(raw, lower, upper, num_classes, num_mixtures):
+  """log P(lower <= class < upper) float32 [...] (nats), for classes in order.
 
-  raw: float [..., 3M]; target: int32 [...] in [0, K). The same bin masses
-  as `log_probs`, from the same edges, for the one class: [..., M]
-  intermediates instead of [..., M, K], so a training step's loss costs
-  O(M) per position rather than O(M K). Agrees with
-  `tf.gather(log_probs(raw), target, batch_dims)` to float32 rounding.
+  raw: float [..., 3M]; lower < upper: int32 [...] in [0, K]. The mass of
+  the classes lower .. upper - 1 is one CDF difference per component, from
+  the same edges and the same tail-safe formula as `log_probs`: [..., M]
+  intermediates instead of [..., M, K], so that a training step's loss
+  costs O(M) per position rather than O(M K). Class 0 extends to -inf and
+  class K - 1 to +inf (the whole range has log-mass 0). Agrees with the
+  logsumexp of `log_probs` over the range to float32 rounding.
   """
   k = int(num_classes)
   logits, means, log_scales = parameters(raw, num_mixtures)
-  target = tf.convert_to_tensor(target, tf.int32)
-  # Edge k of the K + 1 (the outer two unused): class k is [edge k, edge k+1].
+  lower = tf.convert_to_tensor(lower, tf.int32)
+  upper = tf.convert_to_tensor(upper, tf.int32)
+  # The K + 1 bin edges; the outer two stand for -inf and +inf below.
   table = tf.constant(np.concatenate([[0.0], edges(k), [0.0]]), tf.float32)
   inverse_scale = tf.exp(-log_scales)
-  lower = (tf.gather(table, target)[..., None] - means) * inverse_scale  # [..., M]
-  upper = (tf.gather(table, target + 1)[..., None] - means) * inverse_scale
-  lower = tf.where((target == 0)[..., None], -_FAR, lower)
-  upper = tf.where((target == k - 1)[..., None], _FAR, upper)
-  return tf.reduce_logsumexp(tf.nn.log_softmax(logits) + _log_bin_mass(lower, upper),
+  low = (tf.gather(table, lower)[..., None] - means) * inverse_scale  # [..., M]
+  high = (tf.gather(table, upper)[..., None] - means) * inverse_scale
+  low = tf.where((lower == 0)[..., None], -_FAR, low)
+  high = tf.where((upper == k)[..., None], _FAR, high)
+  return tf.reduce_logsumexp(tf.nn.log_softmax(logits) + _log_bin_mass(low, high),
                              axis=-1)
+
+
+def target_log_prob(raw, target, num_classes, num_mixtures):
+  """log P(class = target) float32 [...] (nats): `log_probs` at int32
+  target [...] only (`range_log_prob` of [target, target + 1))."""
+  target = tf.convert_to_tensor(target, tf.int32)
+  return range_log_prob(raw, target, target + 1, num_classes, num_mixtures)
 
 
 def _log_bin_mass(lower, upper):
@@ -125,8 +135,11 @@ class LogisticMixture(tf.keras.layers.Layer):
     raw = self.network(x_in, t, mask, training=training)
     return log_probs(raw, self.num_classes, self.num_mixtures)
 
-  def target_log_prob(self, x_in, t, mask, target, training=False):
-    """log P(target) float32 [B, *shape] (nats): `call` gathered at int32
-    target [B, *shape], without the [B, *shape, M, K] intermediates."""
-    raw = self.network(x_in, t, mask, training=training)
-    return target_log_prob(raw, target, self.num_classes, self.num_mixtures)
+  def parameters(self, x_in, t, mask, training=False):
+    """The wrapped network's raw parameters float32 [B, *shape, 3M]."""
+    return tf.cast(self.network(x_in, t, mask, training=training), tf.float32)
+
+  def range_log_prob(self, raw, lower, upper):
+    """`range_log_prob` of this mixture: log P(lower <= class < upper)
+    float32 [B, *shape] for raw parameters [B, *shape, 3M] (`parameters`)."""
+    return range_log_prob(raw, lower, upper, self.num_classes, self.num_mixtures)

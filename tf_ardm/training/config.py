@@ -11,6 +11,7 @@ from typing import Optional
 
 from tf_ardm.errors import UserError
 from tf_ardm.networks.precision import PRECISIONS
+from tf_ardm.training.optimizers import SCHEDULES
 
 OPTIMIZERS = ("adam", "adamw")
 
@@ -27,6 +28,8 @@ class TrainConfig:
     optimizer: 'adam' or 'adamw'.
     learning_rate: peak learning rate.
     warmup_steps: linear warm-up steps (0: none).
+    lr_schedule: after the warm-up, 'constant' or 'cosine' decay to 0 at
+      train_steps (tf_ardm.training.optimizers.schedule).
     beta1, beta2: Adam's moment decays.
     weight_decay: AdamW's decoupled weight decay.
     clip_norm: global-norm gradient clipping; 0 or None: no clipping.
@@ -53,6 +56,7 @@ class TrainConfig:
   optimizer: str = "adam"
   learning_rate: float = 1e-4
   warmup_steps: int = 0
+  lr_schedule: str = "constant"
   beta1: float = 0.9
   beta2: float = 0.999
   weight_decay: float = 0.0
@@ -71,6 +75,12 @@ class TrainConfig:
     if self.precision not in (*PRECISIONS, "auto"):
       raise UserError(f"unknown precision {self.precision!r}; choose one of "
                       f"{', '.join(PRECISIONS)} or auto")
+    if self.lr_schedule not in SCHEDULES:
+      raise UserError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of "
+                      f"{', '.join(SCHEDULES)}")
+    if self.lr_schedule == "cosine" and self.train_steps <= self.warmup_steps:
+      raise UserError(f"--lr_schedule=cosine needs train_steps ({self.train_steps}) "
+                      f"> warmup_steps ({self.warmup_steps})")
     if self.optimizer not in OPTIMIZERS:
       raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of "
                       f"{', '.join(OPTIMIZERS)}")

@@ -44,7 +44,8 @@ def build_model(model_config, train_config, strategy):
         train_config.optimizer, train_config.learning_rate, train_config.warmup_steps,
         train_config.beta1, train_config.beta2, weight_decay=train_config.weight_decay,
         clip_norm=train_config.clip_norm or None,
-        loss_scale=train_config.precision == "float16")
+        loss_scale=train_config.precision == "float16",
+        lr_schedule=train_config.lr_schedule, train_steps=train_config.train_steps)
     optimizer.build(model.network.trainable_variables)
     model.compile(optimizer=optimizer, jit_compile=train_config.jit_compile)
   return model

@@ -1,4 +1,5 @@
-"""Optimizer construction: Adam/AdamW, linear LR warm-up, global-norm clipping."""
+"""Optimizer construction: Adam/AdamW, the learning-rate schedule (linear
+warm-up, then constant or cosine decay), global-norm clipping."""
 import tensorflow as tf
 
 
@@ -73,14 +74,41 @@ class LinearWarmup(tf.keras.optimizers.schedules.LearningRateSchedule):
     return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
 
 
+SCHEDULES = ("constant", "cosine")
+
+
+def schedule(name, learning_rate, warmup_steps=0, train_steps=None):
+  """The learning rate per optimizer step.
+
+  'constant': `LinearWarmup`. 'cosine': the same linear warm-up from 0, then
+  Keras' cosine decay from `learning_rate` to 0 at step `train_steps` (and 0
+  after it). A fixed budget of steps trains further with the decay than at a
+  constant rate (configs/digits.cfg).
+  """
+  if name == "constant":
+    return LinearWarmup(learning_rate, warmup_steps)
+  if name != "cosine":
+    raise ValueError(f"unknown learning-rate schedule {name!r}; choose one of "
+                     f"{', '.join(SCHEDULES)}")
+  if not train_steps or train_steps <= warmup_steps:
+    raise ValueError(f"a cosine schedule needs train_steps ({train_steps}) > "
+                     f"warmup_steps ({warmup_steps})")
+  return tf.keras.optimizers.schedules.CosineDecay(
+      0.0, train_steps - warmup_steps, warmup_target=learning_rate,
+      warmup_steps=warmup_steps)
+
+
 def build(name, learning_rate, warmup_steps=0, beta1=0.9, beta2=0.999,
-          epsilon=1e-8, weight_decay=0.0, clip_norm=None, loss_scale=False):
+          epsilon=1e-8, weight_decay=0.0, clip_norm=None, loss_scale=False,
+          lr_schedule="constant", train_steps=None):
   """Adam or AdamW (decoupled weight decay) with clipping of the global norm.
 
   loss_scale: wrap it in Keras' dynamic LossScaleOptimizer (float16
   training); the clipping then sees the unscaled gradients.
+  lr_schedule, train_steps: the learning rate per step (`schedule`).
   """
-  kwargs = dict(learning_rate=LinearWarmup(learning_rate, warmup_steps),
+  kwargs = dict(learning_rate=schedule(lr_schedule, learning_rate, warmup_steps,
+                                       train_steps),
                 beta_1=beta1, beta_2=beta2, epsilon=epsilon,
                 global_clipnorm=clip_norm)
   if name == "adamw":
