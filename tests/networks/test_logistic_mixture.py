@@ -99,15 +99,16 @@ def test_extreme_parameters_stay_normalised_with_finite_gradients():
 
 
 @pytest.mark.parametrize("k,m", [(2, 1), (17, 3), (256, 10)])
-def test_target_log_prob_is_log_probs_at_the_target(k, m):
-  """The training path's O(M) log P(target) is the full [..., K] table's
-  entry, for every class (both edge bins included), with its gradient."""
+def test_one_class_range_is_log_probs_at_the_target(k, m):
+  """The training path's O(M) log P(target), the range [target, target + 1),
+  is the full [..., K] table's entry, for every class (both edge bins
+  included), with its gradient."""
   rng = np.random.default_rng(7 * k + m)
   raw = tf.constant(rng.normal(size=(4, k, 3 * m)) * 3.0, tf.float32)
   target = tf.constant(np.tile(np.arange(k), (4, 1)), tf.int32)  # Every class.
   with tf.GradientTape(persistent=True) as tape:
     tape.watch(raw)
-    fast = lm.target_log_prob(raw, target, k, m)
+    fast = lm.range_log_prob(raw, target, target + 1, k, m)
     full = tf.gather(lm.log_probs(raw, k, m), target, batch_dims=2)
   assert fast.shape == (4, k) and fast.dtype == tf.float32
   np.testing.assert_allclose(fast.numpy(), full.numpy(), rtol=1e-6, atol=1e-6)
@@ -118,7 +119,7 @@ def test_target_log_prob_is_log_probs_at_the_target(k, m):
   # Extreme parameters: finite, and the same as the table.
   raw = tf.constant([[80.0, -80.0, 1e4, -1e4, 1e4, -1e4]] * 2, tf.float32)
   target = tf.constant([0, k - 1], tf.int32)
-  fast = lm.target_log_prob(raw, target, k, 2).numpy()
+  fast = lm.range_log_prob(raw, target, target + 1, k, 2).numpy()
   assert np.all(np.isfinite(fast))
   np.testing.assert_allclose(fast, tf.gather(lm.log_probs(raw, k, 2), target,
                                              batch_dims=1).numpy(), atol=1e-6)

@@ -104,13 +104,6 @@ def range_log_prob(raw, lower, upper, num_classes, num_mixtures):
                              axis=-1)
 
 
-def target_log_prob(raw, target, num_classes, num_mixtures):
-  """log P(class = target) float32 [...] (nats): `log_probs` at int32
-  target [...] only (`range_log_prob` of [target, target + 1))."""
-  target = tf.convert_to_tensor(target, tf.int32)
-  return range_log_prob(raw, target, target + 1, num_classes, num_mixtures)
-
-
 def _log_bin_mass(lower, upper):
   """log(sigma(upper) - sigma(lower)) for standardised bin ends lower < upper,
   as -softplus(-upper) - softplus(lower) + log(-expm1(lower - upper))."""
@@ -132,8 +125,8 @@ class LogisticMixture(tf.keras.layers.Layer):
     self.num_classes, self.num_mixtures = int(num_classes), int(num_mixtures)
 
   def call(self, x_in, t, mask, training=False):
-    raw = self.network(x_in, t, mask, training=training)
-    return log_probs(raw, self.num_classes, self.num_mixtures)
+    return log_probs(self.parameters(x_in, t, mask, training), self.num_classes,
+                     self.num_mixtures)
 
   def parameters(self, x_in, t, mask, training=False):
     """The wrapped network's raw parameters float32 [B, *shape, 3M]."""
