@@ -9,9 +9,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, tiny_config
+from tf_ardm import models
 from tf_ardm.data import datasets
 from tf_ardm.errors import UserError
+from tf_ardm.models import checkpoints
 from tf_ardm.models.loss_tracker import LossTracker
+from tf_ardm.serving import servable
 from tf_ardm.training import loop
 from tf_ardm.training import strategies
 from tf_ardm.training.config import TrainConfig
@@ -143,6 +146,7 @@ class _Probe(tf.keras.callbacks.Callback):
 def _state(model):
   return {"step": int(model.optimizer.iterations.numpy()),
           "ema": [w.numpy().copy() for w in model.ema_network.weights],
+          "network": [w.numpy().copy() for w in model.network.weights],
           "tracker": model.loss_tracker.ema.numpy().copy(),
           "count": model.loss_tracker.count.numpy().copy(),
           "rng": model.rng.state.numpy().copy()}
@@ -248,6 +252,50 @@ def test_resume_mid_epoch_continues_like_an_uninterrupted_run(tmp_path, capsys):
   for a, b in zip(resumed.network.weights + resumed.ema_network.weights,
                   whole.network.weights + whole.ema_network.weights):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=2e-4)
+
+
+def test_warm_start_from_copies_the_ema_weights_into_both_networks_of_the_same_config():
+  config = tiny_config(shape=(8, 8, 1), num_classes=17)
+  trained, fresh = models.build(config, seed=1), models.build(config, seed=2)
+  for var in trained.ema_network.weights:  # EMA weights unlike either network's.
+    var.assign(tf.random.stateless_normal(var.shape, [0, var.shape.num_elements()]))
+  loop.warm_start_from(fresh, trained)
+  for network in (fresh.network, fresh.ema_network):
+    for a, b in zip(network.weights, trained.ema_network.weights):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())
+  other = models.build(dataclasses.replace(
+      config, network_kwargs=dict(channels=8, num_res_blocks=1)))
+  with pytest.raises(UserError, match=r"^can't warm-start from a model of another config: "
+                     r"network_kwargs .*'channels': 16.*'channels': 8"):
+    loop.warm_start_from(other, trained)
+
+
+@pytest.mark.slow
+def test_a_warm_start_begins_at_step_0_from_the_ema_weights_and_a_resume_ignores_it(
+    tmp_path):
+  data = datasets.load("digits")
+  config = tiny_config(shape=(8, 8, 1), num_classes=17)
+  strategy = strategies.build("one_device")
+  one_step = _tiny_train_config(max_train_minutes=0.0)  # Stops after the first step.
+  source = loop.train(data, config, one_step, str(tmp_path / "source"), strategy)
+  checkpoints.save(source, str(tmp_path / "model"))
+  trained = servable.restore_model(str(tmp_path / "model"))  # A model directory.
+  ema = [w.numpy().copy() for w in trained.ema_network.weights]
+
+  begin = _Probe()
+  warm = loop.train(data, config, one_step, str(tmp_path / "warm"), strategy,
+                    extra_callbacks=[begin], warm_start=trained)
+  assert begin.state["step"] == 0 and begin.state["count"].sum() == 0
+  for a, b in zip(begin.state["network"] + begin.state["ema"], ema + ema):
+    np.testing.assert_array_equal(a, b)  # Both networks start from the EMA weights.
+  assert int(warm.optimizer.iterations.numpy()) == 1
+
+  resumed = _Probe()
+  loop.train(data, config, one_step, str(tmp_path / "warm"), strategy,
+             extra_callbacks=[resumed], warm_start=trained)
+  assert resumed.state["step"] == 1  # The backup's step and weights, not the warm start's.
+  for a, b in zip(resumed.state["network"], warm.network.weights):
+    np.testing.assert_array_equal(a, b.numpy())
 
 
 @pytest.mark.slow

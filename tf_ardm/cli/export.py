@@ -23,7 +23,6 @@ from tf_ardm import errors
 from tf_ardm.cli import app
 from tf_ardm.cli import exports
 from tf_ardm.cli import flags
-from tf_ardm.models import checkpoints
 from tf_ardm.serving import servable
 
 FLAGS = flags.FLAGS
@@ -35,8 +34,7 @@ def main(argv):
   errors.check(FLAGS.export_dir, "give --export_dir, the export root to write")
   errors.check_writable(FLAGS.export_dir, "--export_dir")
   start = time.monotonic()
-  model = (checkpoints.restore(path) if checkpoints.is_model_dir(path)
-           else servable.restore_model(path))
+  model = servable.restore_model(path)
   serving, codec_dir = exports.write(model, FLAGS.export_dir, FLAGS.version,
                                      FLAGS.max_batch, FLAGS.data_dir)
   print(f"servable export: {serving}\ncodec export: {codec_dir}")

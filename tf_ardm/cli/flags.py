@@ -83,6 +83,10 @@ flags.DEFINE_enum("position_bias", "none", ["none", "alibi"],
 # --- Training (spec §8) --------------------------------------------------------
 flags.DEFINE_string("workdir", "runs/digits", "Training directory: backups, "
                     "TensorBoard logs and the trained model (<workdir>/model).")
+flags.DEFINE_string("init_from", None, "train: warm start, a trained model directory or an "
+                    "export of the same model config whose EMA weights start the run "
+                    "(the optimizer and the step count start afresh; a resumed run keeps "
+                    "its backup's weights).")
 flags.DEFINE_string("export_dir", None, "Export root: <export_dir>/serving/<version> "
                     "and <export_dir>/codec (train: default <workdir>/export).")
 flags.DEFINE_enum("strategy", "mirrored", strategies.NAMES,
@@ -187,8 +191,8 @@ MODEL = ["objective", "diffusion_steps", "ce_weight", "sigma_seed", "model_type"
          "num_mixtures", "channels", "num_res_blocks",
          "attention_every_block", "num_heads", "dropout", "num_layers", "dim",
          "mlp_dim", "position_bias"]
-TRAINING = ["workdir", "export_dir", "strategy", "tpu", "batch_size", "train_steps",
-            "export", "steps_per_epoch", "checkpoint_every", "optimizer",
+TRAINING = ["workdir", "export_dir", "init_from", "strategy", "tpu", "batch_size",
+            "train_steps", "export", "steps_per_epoch", "checkpoint_every", "optimizer",
             "learning_rate", "warmup_steps", "lr_schedule", "beta1", "beta2", "weight_decay",
             "clip_norm", "ema_decay", "augment", "eval_batch_size", "sample_budget",
             "jit_compile", "precision", "max_train_minutes", "seed", "deterministic"]

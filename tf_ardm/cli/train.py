@@ -9,7 +9,8 @@ Trains with the model's custom train_step under a tf.distribute strategy
 TensorBoard logs and a backup of the training state every
 --checkpoint_every steps. SIGTERM backs up at the end of the running step and
 exits with status 143; after that or a kill, re-run the same command to
-continue. At the end it writes the trained model to <workdir>/model and the
+continue. --init_from=MODEL warm-starts a new run from the EMA weights of a
+trained model directory or an export of the same config. At the end it writes the trained model to <workdir>/model and the
 two SavedModels of the EMA weights under --export_dir, each atomically.
 """
 import os
@@ -22,6 +23,7 @@ from tf_ardm.cli import app
 from tf_ardm.cli import exports
 from tf_ardm.cli import flags
 from tf_ardm.models import checkpoints
+from tf_ardm.serving import servable
 from tf_ardm.training import loop
 from tf_ardm.training import preemption
 from tf_ardm.training import strategies
@@ -37,11 +39,13 @@ def main(argv):
   errors.check_writable(export_dir, "--export_dir")
   data = flags.load_data()
   model_config, train_config = flags.model_config(data), flags.train_config()
+  warm_start = servable.restore_model(FLAGS.init_from) if FLAGS.init_from else None
   strategy = strategies.build(FLAGS.strategy, FLAGS.tpu)
   logging.info("Training %s on %s, %d replica(s)", model_config.network, data.name,
                strategy.num_replicas_in_sync)
   try:
-    model = loop.train(data, model_config, train_config, FLAGS.workdir, strategy)
+    model = loop.train(data, model_config, train_config, FLAGS.workdir, strategy,
+                       warm_start=warm_start)
   except preemption.Preempted as e:
     print(f"stopped: {e}", file=sys.stderr)
     sys.exit(PREEMPTED_EXIT_CODE)

@@ -292,13 +292,16 @@ def read_config(path):
 
 
 def restore_model(path):
-  """The model of an export, rebuilt with its EMA weights and loss components.
+  """The model at `path`, rebuilt with its weights and loss components.
 
-  path: an export root or one of its SavedModels (servable or codec). The
-  model's policies come out as the export's: its held-out loss components
-  if it has them, else its training ones. UserError when it is not an
-  export of this package.
+  path: a trained model directory (<workdir>/model, `checkpoints.restore`),
+  or an export root or one of its SavedModels (servable or codec), whose
+  model comes back with the export's EMA weights in its EMA network (the
+  training network keeps its initial values) and the export's policies: its held-out loss components if it has them, else its training
+  ones. UserError when it is none of these.
   """
+  if checkpoints.is_model_dir(path):
+    return checkpoints.restore(path)
   export_dir = resolve(path)
   loaded, config = load(export_dir)
   model = models.build(config)

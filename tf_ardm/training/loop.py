@@ -7,13 +7,17 @@ and a backup of the whole training state every `checkpoint_every` steps in
 <workdir>/backup. Re-running it on the same workdir resumes from the last
 backup, at its step, with the batches an uninterrupted run would see there,
 and stops at exactly `train_steps`. SIGTERM backs up at the end of the
-running step and raises `preemption.Preempted`.
+running step and raises `preemption.Preempted`. A warm start (`warm_start`,
+a trained model of the same config) sets both networks to its EMA weights
+when the run begins at step 0; the optimizer, the EMA and the step count
+start afresh.
 
 Epoch e covers the optimizer steps [e * n, min((e + 1) * n, train_steps))
 of n = steps_per_epoch, also in a resumed run; `fit` runs once per stretch
 of equally long epochs (`fit_calls`): a run resumed mid-epoch first ends
 that epoch in a call of its own, and a shorter last epoch gets its own.
 """
+import dataclasses
 import os
 
 from absl import logging
@@ -71,7 +75,30 @@ def fit_calls(step, train_steps, steps_per_epoch):
   return [tuple(call) for call in calls]
 
 
-def train(data, model_config, train_config, workdir, strategy, extra_callbacks=()):
+def _check_same_config(theirs, ours):
+  if theirs != ours:
+    theirs, ours = dataclasses.asdict(theirs), dataclasses.asdict(ours)
+    differ = ", ".join(f"{k} {theirs[k]!r} (this run: {ours[k]!r})"
+                       for k in ours if theirs[k] != ours[k])
+    raise UserError(f"can't warm-start from a model of another config: {differ}")
+
+
+def warm_start_from(model, trained):
+  """Sets `model`'s network and EMA network to `trained`'s EMA weights.
+
+  Raises:
+    UserError: when `trained` has another ModelConfig (its weights would
+      not fit, or would mean something else).
+  """
+  _check_same_config(trained.config, model.config)
+  for source, network in ((trained.ema_network, model.network),
+                          (trained.ema_network, model.ema_network)):
+    for var, value in zip(network.weights, source.weights):
+      var.assign(value)
+
+
+def train(data, model_config, train_config, workdir, strategy, extra_callbacks=(),
+          warm_start=None):
   """Trains (or resumes) in `workdir`; returns the trained model.
 
   Args:
@@ -84,11 +111,17 @@ def train(data, model_config, train_config, workdir, strategy, extra_callbacks=(
     extra_callbacks: more Keras callbacks for `fit` (they see one
       on_train_begin/end per `fit` call, see `fit_calls`; the state is
       already restored at the first).
+    warm_start: None, or a trained model (e.g. `servable.restore_model`)
+      of `model_config` whose EMA weights start a run that has no backup
+      yet; a resumed run takes its backup's weights instead.
 
   Raises:
     preemption.Preempted: on SIGTERM, after backing up.
-    UserError: when the loss became NaN, or the backup does not fit the model.
+    UserError: when the loss became NaN, the backup does not fit the model,
+      or `warm_start` has another config.
   """
+  if warm_start is not None:  # Refused before anything is written.
+    _check_same_config(warm_start.config, model_config)
   seeding.set_random_seed(train_config.seed)  # Python, NumPy, TF and Keras seeds.
   if train_config.deterministic:
     tf.config.experimental.enable_op_determinism()
@@ -111,6 +144,8 @@ def train(data, model_config, train_config, workdir, strategy, extra_callbacks=(
   ]
   with backup:  # SIGTERM is caught from here on, also while restoring.
     start = backup.restore()
+    if start == 0 and warm_start is not None:
+      warm_start_from(model, warm_start)
     for initial_epoch, epochs, steps_per_epoch in fit_calls(
         start, train_config.train_steps, train_config.steps_per_epoch):
       train_ds = pipeline.train_dataset(data, train_config.batch_size, train_config.seed,
