@@ -21,8 +21,12 @@ documents are joined in name order, separated by one NUL byte (which no
 document contains), and cut into chunks of `seq_len` bytes.
 
 The stdlib differs a little between Python versions, so the corpus does too
-(`corpus_summary` names what was read); the split of a document never
-changes.
+(`corpus_summary` names what was read); the split of a document name never
+changes. Text that moves to another name between versions can change split:
+Python 3.11's `stdlib/zipfile.py` is a test document, and its code is
+Python 3.12's `stdlib/zipfile/__init__.py`, a training document. So train
+and evaluate a model on one Python's corpus (a model trained on 3.12 has
+seen that part of 3.11's test split).
 """
 import hashlib
 import os
