@@ -10,8 +10,9 @@ TensorBoard logs and a backup of the training state every
 --checkpoint_every steps. SIGTERM backs up at the end of the running step and
 exits with status 143; after that or a kill, re-run the same command to
 continue. --init_from=MODEL warm-starts a new run from the EMA weights of a
-trained model directory or an export of the same config. At the end it writes the trained model to <workdir>/model and the
-two SavedModels of the EMA weights under --export_dir, each atomically.
+trained model directory or an export of the same config. At the end it
+writes the trained model to <workdir>/model and the two SavedModels of the
+EMA weights under --export_dir, each atomically.
 """
 import os
 import sys

@@ -297,8 +297,9 @@ def restore_model(path):
   path: a trained model directory (<workdir>/model, `checkpoints.restore`),
   or an export root or one of its SavedModels (servable or codec), whose
   model comes back with the export's EMA weights in its EMA network (the
-  training network keeps its initial values) and the export's policies: its held-out loss components if it has them, else its training
-  ones. UserError when it is none of these.
+  training network keeps its initial values) and the export's policies:
+  its held-out loss components if it has them, else its training ones.
+  UserError when it is none of these.
   """
   if checkpoints.is_model_dir(path):
     return checkpoints.restore(path)

@@ -91,9 +91,8 @@ def warm_start_from(model, trained):
       not fit, or would mean something else).
   """
   _check_same_config(trained.config, model.config)
-  for source, network in ((trained.ema_network, model.network),
-                          (trained.ema_network, model.ema_network)):
-    for var, value in zip(network.weights, source.weights):
+  for network in (model.network, model.ema_network):
+    for var, value in zip(network.weights, trained.ema_network.weights):
       var.assign(value)
 
 
