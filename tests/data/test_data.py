@@ -66,6 +66,22 @@ def test_text_bytes_split_by_document_and_fixed():
 _PINNED_SPLITS = ["train", "train", "valid", "test", "train", "train", "train", "train"]
 
 
+def test_text_bytes_text_that_moved_between_pythons_is_held_out_nowhere():
+  # zipfile: a module in Python 3.11, a package in 3.12. Its 3.11 name hashes
+  # to test and its 3.12 name to train, so it is training text on both:
+  # a model trained on either Python has seen no test text of the other.
+  assert byte_text._hashed_split("stdlib/zipfile.py") == "test"
+  assert byte_text._hashed_split("stdlib/zipfile/__init__.py") == "train"
+  assert byte_text.split_of("stdlib/zipfile.py") == "train"
+  assert byte_text.split_of("stdlib/zipfile/__init__.py") == "train"
+  for name, others in byte_text.OTHER_NAMES.items():
+    assert all(name in byte_text.OTHER_NAMES[other] for other in others)
+  # Every other name keeps the split its name hashes to.
+  moved = set(byte_text.OTHER_NAMES)
+  assert all(byte_text.split_of(n) == byte_text._hashed_split(n)
+             for n in byte_text.documents() if n not in moved)
+
+
 def test_text_bytes_dataset_shapes_and_round_trip():
   data = datasets.load("text_bytes", seq_len=256)
   assert data.kind == "text" and data.num_classes == 257 and data.shape == (256, 1)
