@@ -74,10 +74,10 @@ def test_text_bytes_text_that_moved_between_pythons_is_held_out_nowhere():
   names = ["stdlib/zipfile.py", "stdlib/zipfile/__init__.py", "stdlib/zipfile/_path/__init__.py"]
   assert [byte_text._hashed_split(n) for n in names] == ["test", "train", "valid"]
   assert [byte_text.split_of(n) for n in names] == ["train"] * 3
-  for name, others in byte_text.OTHER_NAMES.items():
-    assert all(name in byte_text.OTHER_NAMES[other] for other in others)
+  for name, group in byte_text.GROUP_OF.items():
+    assert name in group and all(byte_text.GROUP_OF[other] == group for other in group)
   # Every other name keeps the split its name hashes to.
-  moved = set(byte_text.OTHER_NAMES)
+  moved = set(byte_text.GROUP_OF)
   assert all(byte_text.split_of(n) == byte_text._hashed_split(n)
              for n in byte_text.documents() if n not in moved)
 

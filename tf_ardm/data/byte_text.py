@@ -58,9 +58,9 @@ _EXCLUDED_DIRS = ("test", "tests", "idlelib", "site-packages", "dist-packages", 
 
 
 # Groups of document names that hold the same text in the supported Pythons
-# (3.11 and 3.12), and each name's other names.
+# (3.11 and 3.12), and the group of each of those names.
 MOVED = [("stdlib/zipfile.py", "stdlib/zipfile/__init__.py", "stdlib/zipfile/_path/__init__.py")]
-OTHER_NAMES = {name: tuple(n for n in names if n != name) for names in MOVED for name in names}
+GROUP_OF = {name: names for names in MOVED for name in names}
 
 
 def _hashed_split(name):
@@ -70,9 +70,9 @@ def _hashed_split(name):
 
 def split_of(name):
   """'train', 'valid' or 'test' for a document name (str), fixed for good:
-  the split its name hashes to, or 'train' where the other names of its
-  group in MOVED (OTHER_NAMES) hash to another split."""
-  splits = {_hashed_split(n) for n in (name, *OTHER_NAMES.get(name, ()))}
+  the split its name hashes to, or 'train' where the names of its group in
+  MOVED do not all hash to one split."""
+  splits = {_hashed_split(n) for n in GROUP_OF.get(name, (name,))}
   return splits.pop() if len(splits) == 1 else "train"
 
 
